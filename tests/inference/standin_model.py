@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from relentless_fast.model_contract import (
+    CONTRACT_FILE,
     OUTPUT_TRAILING_SHAPES,
     TFLITE_FILE,
+    ModelContract,
 )
 
 N_FEATURES = 6
@@ -77,6 +79,14 @@ def _export(path: Path, seed: int) -> None:
     tflite = path / TFLITE_FILE
     tflite.parent.mkdir(parents=True, exist_ok=True)
     tflite.write_bytes(converter.convert())
+    contract = ModelContract(
+        n_features=N_FEATURES,
+        context_dim=CONTEXT_DIM,
+        feature_schema_version=1,
+        context_embedding_version=1,
+        trained={"note": "stand-in for tests, random weights"},
+    )
+    (path / CONTRACT_FILE).write_text(contract.to_json())
 
 
 def build_tiny_model(base_path: Path) -> TinyModel:

@@ -12,8 +12,8 @@ on it is cached per batch size; a call only joins the cached pieces with the arr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
