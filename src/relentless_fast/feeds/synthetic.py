@@ -1,11 +1,10 @@
 """A seeded generator of Alpaca market-data v2 stream messages and frames (JSON and msgpack).
 
 Messages are plain dicts with the keys of the real stream (``T`` first, as the Go SDK expects in
-msgpack mode) and the timestamp ``t`` held as int ns since the epoch;
-:meth:`SyntheticFeed.json_frame` renders ``t`` as RFC 3339 with trailing zeros trimmed (0 to 9
-fractional digits, as Alpaca sends) and :meth:`SyntheticFeed.msgpack_frame` as the msgpack Timestamp extension (type -1, the smallest of
-its three forms). The same seed always gives the same stream. The msgpack encoder here is a small
-self-contained one so the demo needs no msgpack package.
+msgpack mode); the timestamp ``t`` is held as int ns since the epoch. ``json_frame`` renders it as
+RFC 3339 with trailing zeros trimmed (0 to 9 fractional digits, as Alpaca sends), ``msgpack_frame``
+as the msgpack Timestamp extension (type -1, the smallest of its three forms). The same seed always
+gives the same stream. The msgpack encoder is self-contained: the demo needs no msgpack package.
 """
 
 from __future__ import annotations
