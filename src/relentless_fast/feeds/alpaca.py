@@ -1,0 +1,709 @@
+"""Alpaca market-data v2 WebSocket client on picows (stocks; JSON or msgpack).
+
+Protocol facts: ``../shared/reference/alpaca-stream.md``. The session is::
+
+    connect (optional header auth, optional Content-Type: application/msgpack)
+    <- [{"T":"success","msg":"connected"}]
+    -> {"action":"auth",...}                 (skipped with header auth)
+    <- [{"T":"success","msg":"authenticated"}]
+    -> {"action":"subscribe","trades":[...],...}
+    <- [{"T":"subscription",...complete state...}]
+    <- data frames ...
+
+Data frames go to the sink undecoded (a borrowed memoryview of picows' read buffer). Control
+messages always arrive alone in a one-element array, so one cheap look at the first element's
+``T`` (a one-letter type means data) sends data straight on; only the rare rest is decoded.
+
+Error codes (see :data:`ERROR_POLICY`): fatal ones end :meth:`AlpacaFeed.run` with
+:class:`~relentless_fast.feeds.base.FeedFatalError`; retried ones close the session and reconnect
+after a capped exponential backoff with jitter, then authenticate and resubscribe to the full
+configured set. 403 (already authenticated) is only reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from relentless_fast.feeds.base import (
+    BytesLike,
+    Feed,
+    FeedError,
+    FeedFatalError,
+    FeedState,
+    FrameEncoding,
+    FrameSink,
+)
+from relentless_fast.feeds.synthetic import msgpack_dumps
+
+__all__ = [
+    "CHANNELS",
+    "ERROR_POLICY",
+    "AlpacaFeed",
+    "AlpacaFeedConfig",
+    "classify_error",
+    "is_data_frame",
+    "msgpack_loads",
+]
+
+log = logging.getLogger(__name__)
+
+CHANNELS: Final = (
+    "trades",
+    "quotes",
+    "bars",
+    "updatedBars",
+    "dailyBars",
+    "statuses",
+    "lulds",
+    "imbalances",
+)
+"""Subscribe-message keys, in the order the client sends them."""
+
+ERROR_POLICY: Final[dict[int, str]] = {
+    400: "fatal",  # invalid syntax: our message is malformed; resending it cannot help
+    401: "retry",  # not authenticated: ordering race; a fresh session re-authenticates
+    402: "fatal",  # auth failed: bad credentials
+    403: "ignore",  # already authenticated: harmless (e.g. header auth plus an auth message)
+    404: "retry",  # auth timeout
+    405: "fatal",  # symbol limit exceeded: the configuration asks for more than the plan allows
+    406: "retry",  # connection limit exceeded: another session may still be closing (bounded)
+    407: "retry",  # slow client: the server disconnects; data in between is gone
+    408: "fatal",  # v2 not enabled
+    409: "fatal",  # insufficient subscription (feed not in plan)
+    410: "fatal",  # invalid subscribe action for this feed
+    411: "fatal",  # insufficient scope
+    500: "retry",  # internal server error
+}
+"""What the client does on each documented error code; unknown codes are retried."""
+
+_CONTROL_TYPES: Final = frozenset(("success", "error", "subscription"))
+_JSON_DATA_PREFIX: Final = b'[{"T":"'
+_QUOTE: Final = 0x22
+
+
+def classify_error(code: int, message: str) -> FeedError:
+    """The :class:`FeedError` for an Alpaca error frame, with the policy of :data:`ERROR_POLICY`."""
+    policy = ERROR_POLICY.get(code, "retry")
+    return FeedError(code, message, fatal=policy == "fatal", retry=policy == "retry")
+
+
+def is_data_frame(payload: BytesLike, encoding: FrameEncoding) -> bool:
+    """Cheap check: does the first element of this frame have a one-letter ``T`` (data)?
+
+    ``False`` means "possibly control": the caller decodes it to be sure. Control frames hold
+    ``success``/``error``/``subscription``; every data type is one letter. Looks at <= 16 bytes.
+    """
+    n = len(payload)
+    if encoding is FrameEncoding.JSON:
+        # Compact server output: [{"T":"t",...  -> byte 8 closes a one-letter type.
+        return n > 9 and payload[8] == _QUOTE and payload[:7] == _JSON_DATA_PREFIX
+    return _msgpack_first_type_is_letter(payload, n)
+
+
+def _msgpack_first_type_is_letter(p: BytesLike, n: int) -> bool:
+    if n < 6:
+        return False
+    b0 = p[0]
+    if 0x91 <= b0 <= 0x9F:
+        i = 1
+    elif b0 == 0xDC:
+        i = 3
+    elif b0 == 0xDD:
+        i = 5
+    else:
+        return False
+    if i + 5 > n:
+        return False
+    m = p[i]
+    if 0x81 <= m <= 0x8F:
+        i += 1
+    elif m == 0xDE:
+        i += 3
+    elif m == 0xDF:
+        i += 5
+    else:
+        return False
+    # key fixstr "T" (a1 54), value fixstr of length 1 (a1 ..)
+    return i + 3 <= n and p[i] == 0xA1 and p[i + 1] == 0x54 and p[i + 2] == 0xA1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlpacaFeedConfig:
+    """Connection, subscription and resilience settings of :class:`AlpacaFeed`.
+
+    Credentials come from the environment in production (:meth:`with_env_credentials`); they
+    are excluded from ``repr``. Times are seconds (floats); ``0`` disables ping and stale checks.
+    """
+
+    url: str = "wss://stream.data.alpaca.markets/v2/iex"
+    key_id: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    auth_in_headers: bool = False
+    """Send APCA-API-KEY-ID/APCA-API-SECRET-KEY upgrade headers instead of an auth message."""
+    encoding: FrameEncoding = FrameEncoding.JSON
+    trades: tuple[str, ...] = ()
+    quotes: tuple[str, ...] = ()
+    bars: tuple[str, ...] = ()
+    updated_bars: tuple[str, ...] = ()
+    daily_bars: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    lulds: tuple[str, ...] = ()
+    imbalances: tuple[str, ...] = ()
+    connect_timeout_secs: float = 5.0
+    reply_timeout_secs: float = 10.0
+    """Longest wait for the ``authenticated`` and ``subscription`` replies before reconnecting."""
+    ping_interval_secs: float = 10.0
+    """Ping after this long without incoming data (picows auto-ping, PING_WHEN_IDLE)."""
+    pong_timeout_secs: float = 5.0
+    stale_after_secs: float = 30.0
+    """Report STALE after this long subscribed without a data frame."""
+    reconnect_when_stale: bool = False
+    """Also reconnect on STALE (off by default: quiet symbols and closed markets are normal)."""
+    backoff_initial_secs: float = 0.25
+    backoff_max_secs: float = 30.0
+    backoff_jitter: float = 0.5
+    """Each delay is scaled by a uniform factor in [1 - jitter, 1]."""
+    max_consecutive_failures: int | None = None
+    """Give up (fatal) after this many sessions in a row that never reached SUBSCRIBED."""
+    max_406_retries: int = 15
+    """Consecutive 406 (connection limit) errors tolerated before giving up (Go SDK: 15)."""
+    max_frame_size: int = 16 * 1024 * 1024
+    read_buffer_init_size: int = 256 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url: must start with ws:// or wss://, got {self.url!r}")
+        if self.encoding not in (FrameEncoding.JSON, FrameEncoding.MSGPACK):
+            raise ValueError(f"encoding: Alpaca speaks JSON or MSGPACK, not {self.encoding.name}")
+        for name in ("connect_timeout_secs", "reply_timeout_secs", "backoff_initial_secs"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0")
+        for name in ("ping_interval_secs", "pong_timeout_secs", "stale_after_secs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0 (0 disables)")
+        if self.backoff_max_secs < self.backoff_initial_secs:
+            raise ValueError("backoff_max_secs: must be >= backoff_initial_secs")
+        if not 0.0 <= self.backoff_jitter <= 1.0:
+            raise ValueError("backoff_jitter: must be within [0, 1]")
+        for key, attr in zip(CHANNELS, _CHANNEL_ATTRS, strict=True):
+            symbols = getattr(self, attr)
+            if isinstance(symbols, str):
+                raise ValueError(f"{attr}: a tuple of symbols, not the string {symbols!r}")
+            if any(not s or not isinstance(s, str) for s in symbols):
+                raise ValueError(f"{attr} ({key}): symbols must be non-empty strings")
+        if not any(getattr(self, attr) for attr in _CHANNEL_ATTRS):
+            raise ValueError("no channel subscribed: set trades, quotes, bars, ...")
+
+    def with_env_credentials(self) -> AlpacaFeedConfig:
+        """A copy with key and secret from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``."""
+        try:
+            key_id, secret = os.environ["APCA_API_KEY_ID"], os.environ["APCA_API_SECRET_KEY"]
+        except KeyError as exc:
+            raise ValueError(f"environment variable {exc.args[0]} is not set") from None
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields.update(key_id=key_id, secret_key=secret)
+        return AlpacaFeedConfig(**fields)
+
+    def subscribe_message(self) -> dict[str, Any]:
+        """The one subscribe request for the whole configured set (sent again on reconnect)."""
+        msg: dict[str, Any] = {"action": "subscribe"}
+        for key, attr in zip(CHANNELS, _CHANNEL_ATTRS, strict=True):
+            symbols = getattr(self, attr)
+            if symbols:
+                msg[key] = list(symbols)
+        return msg
+
+    def auth_message(self) -> dict[str, Any]:
+        """The auth request (message auth)."""
+        return {"action": "auth", "key": self.key_id, "secret": self.secret_key}
+
+    def upgrade_headers(self) -> dict[str, str]:
+        """Extra headers of the WebSocket upgrade request."""
+        headers: dict[str, str] = {}
+        if self.auth_in_headers:
+            headers["APCA-API-KEY-ID"] = self.key_id
+            headers["APCA-API-SECRET-KEY"] = self.secret_key
+        if self.encoding is FrameEncoding.MSGPACK:
+            headers["Content-Type"] = "application/msgpack"
+        return headers
+
+
+_CHANNEL_ATTRS: Final = (
+    "trades",
+    "quotes",
+    "bars",
+    "updated_bars",
+    "daily_bars",
+    "statuses",
+    "lulds",
+    "imbalances",
+)
+
+
+class _Session(WSListener):
+    """One WebSocket connection; forwards everything to the feed."""
+
+    def __init__(self, feed: AlpacaFeed) -> None:
+        self.feed = feed
+        self.transport: WSTransport | None = None
+        self.fragments: bytearray | None = None
+        self.phase = FeedState.CONNECTING
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        recv_ts_ns = time.time_ns()
+        msg_type = frame.msg_type
+        if frame.fin and (msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY):
+            self.feed._on_payload(
+                self, frame.get_payload_as_memoryview(), recv_ts_ns, frame.payload_size
+            )
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+            self.fragments = bytearray(frame.get_payload_as_memoryview())
+        elif msg_type is WSMsgType.CONTINUATION and self.fragments is not None:
+            self.fragments += frame.get_payload_as_memoryview()
+            if frame.fin:
+                whole, self.fragments = self.fragments, None
+                self.feed._on_payload(self, memoryview(whole), recv_ts_ns, len(whole))
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.feed._on_disconnected(self)
+
+    def send(self, message: dict[str, Any], encoding: FrameEncoding) -> None:
+        if self.transport is None:
+            return
+        if encoding is FrameEncoding.MSGPACK:
+            self.transport.send(WSMsgType.BINARY, msgpack_dumps(message))
+        else:
+            self.transport.send(WSMsgType.TEXT, orjson.dumps(message))
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.disconnect(graceful=False)
+
+
+_U8: Final = struct.Struct(">B")
+_FIXED: Final[dict[int, tuple[struct.Struct, object]]] = {
+    0xCC: (struct.Struct(">B"), None),
+    0xCD: (struct.Struct(">H"), None),
+    0xCE: (struct.Struct(">I"), None),
+    0xCF: (struct.Struct(">Q"), None),
+    0xD0: (struct.Struct(">b"), None),
+    0xD1: (struct.Struct(">h"), None),
+    0xD2: (struct.Struct(">i"), None),
+    0xD3: (struct.Struct(">q"), None),
+    0xCA: (struct.Struct(">f"), None),
+    0xCB: (struct.Struct(">d"), None),
+}
+_LENGTHS: Final[dict[int, tuple[struct.Struct, str]]] = {
+    0xD9: (struct.Struct(">B"), "str"),
+    0xDA: (struct.Struct(">H"), "str"),
+    0xDB: (struct.Struct(">I"), "str"),
+    0xC4: (struct.Struct(">B"), "bin"),
+    0xC5: (struct.Struct(">H"), "bin"),
+    0xC6: (struct.Struct(">I"), "bin"),
+    0xDC: (struct.Struct(">H"), "array"),
+    0xDD: (struct.Struct(">I"), "array"),
+    0xDE: (struct.Struct(">H"), "map"),
+    0xDF: (struct.Struct(">I"), "map"),
+    0xC7: (struct.Struct(">B"), "ext"),
+    0xC8: (struct.Struct(">H"), "ext"),
+    0xC9: (struct.Struct(">I"), "ext"),
+}
+_FIXEXT: Final = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
+
+
+def msgpack_loads(data: BytesLike) -> Any:
+    """Decode one msgpack value (control frames, client requests; not for the data path).
+
+    Timestamps (ext -1, all three forms) become int ns since the epoch; other extensions become
+    ``(type, bytes)``. Raises ``ValueError`` on truncated or trailing input.
+    """
+    view = memoryview(data).cast("B") if isinstance(data, memoryview) else memoryview(data)
+    try:
+        value, end = _unpack(view, 0)
+    except (IndexError, struct.error) as exc:
+        raise ValueError(f"truncated msgpack: {exc}") from None
+    if end != len(view):
+        raise ValueError(f"msgpack: {len(view) - end} trailing bytes")
+    return value
+
+
+def _unpack(b: memoryview, i: int) -> tuple[Any, int]:
+    c = b[i]
+    i += 1
+    if c <= 0x7F:
+        return c, i
+    if c >= 0xE0:
+        return c - 0x100, i
+    if 0xA0 <= c <= 0xBF:
+        return _take(b, i, c & 0x1F, "str")
+    if 0x90 <= c <= 0x9F:
+        return _take(b, i, c & 0x0F, "array")
+    if 0x80 <= c <= 0x8F:
+        return _take(b, i, c & 0x0F, "map")
+    if c == 0xC0:
+        return None, i
+    if c in (0xC2, 0xC3):
+        return c == 0xC3, i
+    fixed = _FIXED.get(c)
+    if fixed is not None:
+        return fixed[0].unpack_from(b, i)[0], i + fixed[0].size
+    sized = _LENGTHS.get(c)
+    if sized is not None:
+        (n,) = sized[0].unpack_from(b, i)
+        return _take(b, i + sized[0].size, n, sized[1])
+    if c in _FIXEXT:
+        return _ext(b, i + 1, _FIXEXT[c], b[i])
+    raise ValueError(f"msgpack: unsupported type byte 0x{c:02x}")
+
+
+def _take(b: memoryview, i: int, n: int, kind: str) -> tuple[Any, int]:
+    if kind == "array":
+        items = []
+        for _ in range(n):
+            item, i = _unpack(b, i)
+            items.append(item)
+        return items, i
+    if kind == "map":
+        mapping = {}
+        for _ in range(n):
+            key, i = _unpack(b, i)
+            value, i = _unpack(b, i)
+            mapping[key] = value
+        return mapping, i
+    if kind == "ext":
+        return _ext(b, i + 1, n, b[i])
+    if i + n > len(b):
+        raise ValueError(f"msgpack: {kind} of {n} bytes runs past the end")
+    raw = bytes(b[i : i + n])
+    return (raw.decode("utf-8") if kind == "str" else raw), i + n
+
+
+def _ext(b: memoryview, i: int, n: int, ext_type: int) -> tuple[Any, int]:
+    if i + n > len(b):
+        raise ValueError(f"msgpack: ext of {n} bytes runs past the end")
+    raw = bytes(b[i : i + n])
+    if ext_type == 0xFF:  # -1: Timestamp
+        if n == 4:
+            return int.from_bytes(raw, "big") * 1_000_000_000, i + n
+        if n == 8:
+            packed = int.from_bytes(raw, "big")
+            return (packed & 0x3_FFFF_FFFF) * 1_000_000_000 + (packed >> 34), i + n
+        if n == 12:
+            nsec = int.from_bytes(raw[:4], "big")
+            sec = int.from_bytes(raw[4:], "big", signed=True)
+            return sec * 1_000_000_000 + nsec, i + n
+    return (ext_type - 256 if ext_type > 127 else ext_type, raw), i + n
+
+
+class AlpacaFeed(Feed):
+    """Alpaca market-data v2 stream as a :class:`~relentless_fast.feeds.base.Feed`.
+
+    Usage::
+
+        feed = AlpacaFeed(AlpacaFeedConfig(quotes=("AAPL",), ...).with_env_credentials(), sink)
+        task = asyncio.create_task(feed.run())
+        ...
+        feed.stop(); await task
+
+    ``subscription`` holds the server's last complete subscription state (lists by channel).
+    """
+
+    def __init__(self, config: AlpacaFeedConfig, sink: FrameSink, *, seed: int | None = None):
+        super().__init__(sink, config.encoding)
+        self.config = config
+        self.subscription: dict[str, list[str]] = {}
+        self._rng = random.Random(seed)
+        self._session: _Session | None = None
+        self._done: asyncio.Future[FeedError | None] | None = None
+        self._stopping = False
+        self._stale = False
+        self._reply_timer: asyncio.TimerHandle | None = None
+        self._stale_timer: asyncio.TimerHandle | None = None
+        self._seen_frames = 0
+        self._last_data_mono = 0.0
+        self._wake: asyncio.Event | None = None
+
+    # ---- public API -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, authenticate, subscribe, deliver; reconnect on retriable errors."""
+        cfg = self.config
+        self._wake = asyncio.Event()
+        attempt = failures = n406 = 0
+        try:
+            while not self._stopping:
+                error, subscribed = await self._run_session()
+                if self._stopping:
+                    break
+                if error is not None and error.fatal:
+                    raise FeedFatalError(error)  # already reported
+                if subscribed:
+                    attempt = failures = 0
+                else:
+                    failures += 1
+                n406 = n406 + 1 if error is not None and error.code == 406 else 0
+                if n406 > cfg.max_406_retries:
+                    message = f"connection limit exceeded (406) {n406} times in a row"
+                    raise FeedFatalError(FeedError(None, message, fatal=True))
+                limit = cfg.max_consecutive_failures
+                if limit is not None and failures >= limit:
+                    raise FeedFatalError(
+                        FeedError(None, f"gave up after {failures} failed sessions", fatal=True)
+                    )
+                delay = self.backoff_delay(attempt)
+                attempt += 1
+                self.counters.reconnects += 1
+                reason = error.message if error is not None else "connection closed"
+                self._set_state(FeedState.RECONNECTING, f"in {delay:.3f}s after: {reason}")
+                await self._sleep(delay)
+        except FeedFatalError as exc:
+            if exc.error.code is None:  # protocol errors were reported when they arrived
+                self._report_error(exc.error)
+            self._set_state(FeedState.FAILED, str(exc))
+            raise
+        finally:
+            self._cancel_timers()
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+        self._set_state(FeedState.STOPPED, "stopped")
+
+    def stop(self) -> None:
+        """End the session and make :meth:`run` return (idempotent)."""
+        self._stopping = True
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+        if self._wake is not None:
+            self._wake.set()
+        if self._session is not None:
+            self._session.close()
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Delay before reconnect ``attempt`` (0-based): capped exponential, jittered."""
+        cfg = self.config
+        base = min(cfg.backoff_max_secs, cfg.backoff_initial_secs * 2.0 ** min(attempt, 62))
+        return base * (1.0 - cfg.backoff_jitter * self._rng.random())
+
+    # ---- session ----------------------------------------------------------------------------
+
+    async def _run_session(self) -> tuple[FeedError | None, bool]:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._done = done = loop.create_future()
+        self._stale = False
+        self._set_state(FeedState.CONNECTING, cfg.url)
+        session = _Session(self)
+        self._session = session
+        try:
+            await asyncio.wait_for(
+                ws_connect(
+                    lambda: session,
+                    cfg.url,
+                    extra_headers=cfg.upgrade_headers(),
+                    websocket_handshake_timeout=cfg.connect_timeout_secs,
+                    enable_auto_ping=cfg.ping_interval_secs > 0,
+                    auto_ping_idle_timeout=cfg.ping_interval_secs or 10.0,
+                    auto_ping_reply_timeout=cfg.pong_timeout_secs or 10.0,
+                    max_frame_size=cfg.max_frame_size,
+                    read_buffer_init_size=cfg.read_buffer_init_size,
+                    logger_name="relentless_fast.feeds.alpaca.ws",
+                ),
+                timeout=cfg.connect_timeout_secs,
+            )
+        except Exception as exc:  # OSError, WSError, TimeoutError: all mean "try again later"
+            self._session = None
+            error = FeedError(None, f"connect to {cfg.url} failed: {exc!r}", retry=True)
+            self._report_error(error)
+            return error, False
+        self.counters.connects += 1
+        if session.phase is FeedState.CONNECTING or session.phase is FeedState.CONNECTED:
+            # Frames read with the handshake may already have moved the session further on.
+            self._arm_reply_timer("authenticated")
+        try:
+            error = await done
+        finally:
+            self._cancel_timers()
+            session.close()
+            self._session = None
+        return error, session.phase is FeedState.SUBSCRIBED
+
+    def _end_session(self, error: FeedError | None) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(error)
+
+    def _on_disconnected(self, session: _Session) -> None:
+        if session is self._session and self._done is not None and not self._done.done():
+            if self._stopping:
+                self._end_session(None)
+                return
+            message = "connection lost (closed by peer, network or ping timeout)"
+            error = FeedError(None, message, retry=True)
+            self._report_error(error)
+            self._end_session(error)
+
+    # ---- frames ----------------------------------------------------------------------------
+
+    def _on_payload(
+        self, session: _Session, payload: memoryview, recv_ts_ns: int, size: int
+    ) -> None:
+        if session is not self._session:
+            return
+        if is_data_frame(payload, self.encoding):
+            if self._stale:
+                self._resume()
+            self._deliver(payload, recv_ts_ns, size)
+            return
+        self._on_other(session, payload, recv_ts_ns, size)
+
+    def _on_other(self, session: _Session, payload: memoryview, recv_ts_ns: int, size: int) -> None:
+        try:
+            if self.encoding is FrameEncoding.MSGPACK:
+                decoded = msgpack_loads(payload)
+            else:
+                decoded = orjson.loads(payload)
+        except Exception:
+            decoded = None
+        if (
+            isinstance(decoded, list)
+            and len(decoded) == 1
+            and isinstance(decoded[0], dict)
+            and decoded[0].get("T") in _CONTROL_TYPES
+        ):
+            self.counters.control_frames += 1
+            self._on_control(session, decoded[0])
+            return
+        # Data in an unusual layout, or garbage: the parser decides (and counts drops).
+        if self._stale:
+            self._resume()
+        self._deliver(payload, recv_ts_ns, size)
+
+    def _on_control(self, session: _Session, msg: dict[str, Any]) -> None:
+        kind = msg["T"]
+        if kind == "success":
+            text = msg.get("msg")
+            if text == "connected":
+                session.phase = FeedState.CONNECTED
+                self._set_state(FeedState.CONNECTED, self.config.url)
+                if not self.config.auth_in_headers:
+                    session.send(self.config.auth_message(), self.encoding)
+            elif text == "authenticated":
+                self._on_authenticated(session)
+            else:
+                self.counters.unknown_control += 1
+        elif kind == "subscription":
+            self._on_subscription(session, msg)
+        else:  # error
+            code = msg.get("code")
+            text = str(msg.get("msg", ""))
+            if not isinstance(code, int):
+                self.counters.unknown_control += 1
+                code = 0
+            error = classify_error(code, text)
+            self._report_error(error)
+            if error.fatal or error.retry:
+                self._end_session(error)
+
+    def _on_authenticated(self, session: _Session) -> None:
+        if session.phase is FeedState.AUTHENTICATED or session.phase is FeedState.SUBSCRIBED:
+            return
+        session.phase = FeedState.AUTHENTICATED
+        self._set_state(FeedState.AUTHENTICATED, "")
+        session.send(self.config.subscribe_message(), self.encoding)
+        self._arm_reply_timer("subscription")
+
+    def _on_subscription(self, session: _Session, msg: dict[str, Any]) -> None:
+        self.subscription = {
+            key: list(value) for key, value in msg.items() if key != "T" and isinstance(value, list)
+        }
+        self.counters.subscriptions += 1
+        if session.phase is not FeedState.SUBSCRIBED:
+            session.phase = FeedState.SUBSCRIBED
+            self._cancel_reply_timer()
+            self._set_state(FeedState.SUBSCRIBED, "subscribed")
+            self._start_stale_checks()
+
+    # ---- timers -----------------------------------------------------------------------------
+
+    def _arm_reply_timer(self, waiting_for: str) -> None:
+        self._cancel_reply_timer()
+        loop = asyncio.get_running_loop()
+        self._reply_timer = loop.call_later(
+            self.config.reply_timeout_secs, self._on_reply_timeout, waiting_for
+        )
+
+    def _on_reply_timeout(self, waiting_for: str) -> None:
+        self._reply_timer = None
+        error = FeedError(
+            None, f"no {waiting_for} reply within {self.config.reply_timeout_secs}s", retry=True
+        )
+        self._report_error(error)
+        self._end_session(error)
+
+    def _cancel_reply_timer(self) -> None:
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+            self._reply_timer = None
+
+    def _start_stale_checks(self) -> None:
+        if self.config.stale_after_secs <= 0:
+            return
+        self._seen_frames = self.counters.data_frames
+        self._last_data_mono = time.monotonic()
+        self._schedule_stale_check()
+
+    def _schedule_stale_check(self) -> None:
+        interval = max(0.005, self.config.stale_after_secs / 4)
+        self._stale_timer = asyncio.get_running_loop().call_later(interval, self._check_stale)
+
+    def _check_stale(self) -> None:
+        now = time.monotonic()
+        frames = self.counters.data_frames
+        if frames != self._seen_frames:
+            self._seen_frames = frames
+            self._last_data_mono = now
+        elif not self._stale and now - self._last_data_mono >= self.config.stale_after_secs:
+            self._stale = True
+            self.counters.stale_events += 1
+            quiet = now - self._last_data_mono
+            self._set_state(FeedState.STALE, f"no data for {quiet:.3f}s")
+            if self.config.reconnect_when_stale:
+                error = FeedError(None, f"stale: no data for {quiet:.3f}s", retry=True)
+                self._report_error(error)
+                self._end_session(error)
+                return
+        self._schedule_stale_check()
+
+    def _resume(self) -> None:
+        self._stale = False
+        self._set_state(FeedState.SUBSCRIBED, "data resumed")
+
+    def _cancel_timers(self) -> None:
+        self._cancel_reply_timer()
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+            self._stale_timer = None
+
+    async def _sleep(self, delay: float) -> None:
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=delay)
