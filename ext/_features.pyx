@@ -1,3 +1,4 @@
+# cython: auto_pickle=False, autotestdict=False
 """Incremental feature kernel: feature schema v1 rows from the tick rings, per touched symbol.
 
 Definitions, parameters and order live in ``relentless_fast.features.schema`` (checked at import);

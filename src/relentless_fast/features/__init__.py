@@ -12,23 +12,23 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from relentless_fast._features import FeatureKernel
 from relentless_fast.features.schema import (
     FEATURE_NAMES,
     FEATURE_SCHEMA_VERSION,
     N_FEATURES,
     NEUTRAL_VALUES,
+    RATE_TAU_S,
 )
 
 __all__ = [
     "FEATURE_NAMES",
     "FEATURE_SCHEMA_VERSION",
-    "N_FEATURES",
     "NEUTRAL_VALUES",
+    "N_FEATURES",
     "FeatureKernel",
     "bar_features",
 ]
-
-from relentless_fast._features import FeatureKernel
 
 
 def bar_features(
@@ -40,7 +40,7 @@ def bar_features(
     vwap: npt.ArrayLike | None = None,
     trade_count: npt.ArrayLike | None = None,
     *,
-    rate_tau_s: float | None = None,
+    rate_tau_s: float = RATE_TAU_S,
 ) -> npt.NDArray[np.float32]:
     """Schema v1 feature rows of one symbol's bar series, one row after each bar (float32[N, F]).
 
@@ -61,6 +61,5 @@ def bar_features(
         if trade_count is None
         else np.ascontiguousarray(trade_count, dtype=np.uint64)
     )
-    kwargs = {} if rate_tau_s is None else {"rate_tau_s": rate_tau_s}
-    kernel = FeatureKernel(None, 1, **kwargs)
+    kernel = FeatureKernel(None, 1, rate_tau_s=rate_tau_s)
     return kernel.run_bars(0, ts, f64(high), f64(low), f64(close), f64(volume), f64(vwap), counts)
