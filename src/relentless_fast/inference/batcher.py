@@ -1,0 +1,334 @@
+"""Micro-batcher: rows in bulk per frame, batches out on full, on window, or at burst end.
+
+Rows live in a preallocated ring of float32 arrays (no Python object per row). Submitting never
+blocks: when the queue is full, the newest row for a symbol first replaces its pending row
+(coalescing), then the oldest pending rows are dropped and counted.
+
+Window semantics (``window_us``, 1 µs ... 100 ms)
+-------------------------------------------------
+The window opens when a row enters an empty queue (or becomes the oldest pending row after a
+flush) and bounds how long that row waits for companions. A batch leaves when
+
+- ``max_batch`` rows are pending (``full``), checked on every :meth:`MicroBatcher.submit`;
+- a submit finds the oldest pending row's window expired (``window``): frames arriving after
+  the deadline flush everything pending, including their own rows;
+- :meth:`MicroBatcher.end_of_burst` runs after the caller has handled one read burst
+  (``data_received`` and friends) and the window has expired, or the window is shorter than the
+  event loop's timer resolution (``burst``): uvloop timers tick in milliseconds, so a timer
+  cannot honour a 50 µs window; flushing when the burst ends is the earliest point at which
+  nothing else can arrive before the loop would sleep. A row therefore waits at most
+  ``max(window, the rest of its read burst)``.
+- otherwise a loop timer fires at the deadline (``timer``), with the loop's resolution.
+
+Rows are held, not dispatched, while the backend reports no capacity (bounded in-flight
+batches); :meth:`MicroBatcher.on_capacity` resumes. Holding lets coalescing absorb bursts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from relentless_fast.inference.batch import (
+    FLAG_COALESCED,
+    Batch,
+    DropReason,
+    InferenceCounters,
+)
+
+MIN_WINDOW_US = 1.0
+MAX_WINDOW_US = 100_000.0
+LOOP_TIMER_RESOLUTION_US = 1000.0
+"""uvloop (libuv) timers have millisecond resolution; asyncio's are no finer in practice."""
+
+
+class MicroBatcher:
+    """Bounded, coalescing micro-batcher over preallocated arrays.
+
+    Parameters
+    ----------
+    n_symbols, n_features, context_dim:
+        Symbol id range and row widths.
+    window_us:
+        Batching window in microseconds (1 ... 100 000).
+    max_batch:
+        Largest batch dispatched.
+    queue_rows:
+        Capacity of the pending queue (>= ``max_batch``).
+    coalesce:
+        A newer row for a symbol replaces its pending row (counted, ``coalesced`` flag).
+    dispatch:
+        Called with each :class:`Batch` (on the caller's thread / the event loop).
+    has_capacity:
+        Whether ``dispatch`` may be called now (backpressure); always by default.
+    counters:
+        Shared row accounting (one is created if not given).
+    loop:
+        Event loop for window timers; ``None`` means no timers (the caller drives
+        :meth:`end_of_burst` / :meth:`poll`).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_symbols: int,
+        n_features: int,
+        context_dim: int,
+        window_us: float,
+        max_batch: int,
+        queue_rows: int,
+        coalesce: bool,
+        dispatch: Callable[[Batch], None],
+        has_capacity: Callable[[], bool] | None = None,
+        counters: InferenceCounters | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        timer_resolution_us: float = LOOP_TIMER_RESOLUTION_US,
+    ) -> None:
+        if not MIN_WINDOW_US <= window_us <= MAX_WINDOW_US:
+            raise ValueError(
+                f"window_us must be within [{MIN_WINDOW_US}, {MAX_WINDOW_US}], got {window_us}"
+            )
+        if max_batch < 1 or queue_rows < max_batch:
+            raise ValueError(f"need 1 <= max_batch ({max_batch}) <= queue_rows ({queue_rows})")
+        self.window_ns = int(window_us * 1000)
+        self.max_batch = max_batch
+        self.capacity = queue_rows
+        self.coalesce = coalesce
+        self.counters = counters if counters is not None else InferenceCounters()
+        self._dispatch = dispatch
+        self._has_capacity = has_capacity if has_capacity is not None else _always
+        self._loop = loop
+        self._sub_resolution = window_us < timer_resolution_us
+        self._resolution_ns = int(timer_resolution_us * 1000)
+        self._timer: asyncio.TimerHandle | None = None
+        self._seq = 0
+        cap = queue_rows
+        self._sym = np.zeros(cap, np.int32)
+        self._ticks = np.zeros((cap, n_features), np.float32)
+        self._ctx = np.zeros((cap, context_dim), np.float32)
+        self._event_ts = np.zeros(cap, np.int64)
+        self._arrival = np.zeros(cap, np.int64)
+        self._enqueued = np.zeros(cap, np.int64)  # window start; not moved by coalescing
+        self._flags = np.zeros(cap, np.uint16)
+        self._slot_of = np.full(n_symbols, -1, np.int32)  # pending slot per symbol (coalescing)
+        self._ar = np.arange(cap, dtype=np.int64)
+        self._head = 0
+        self._count = 0
+        self.n_symbols = n_symbols
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting in the queue."""
+        return self._count
+
+    def submit(
+        self,
+        symbol_ids: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        context: npt.NDArray[np.float32],
+        event_ts_ns: npt.NDArray[np.int64],
+        flags: npt.NDArray[np.uint16] | None = None,
+    ) -> None:
+        """Queue the rows of one frame (arrays of equal length; copied in); never blocks."""
+        n = int(symbol_ids.shape[0])
+        if n == 0:
+            return
+        now = time.perf_counter_ns()
+        self.counters.rows_submitted += n
+        if flags is None:
+            flags = np.zeros(n, np.uint16)
+        if self.coalesce:
+            symbol_ids, ticks, context, event_ts_ns, flags = self._coalesce(
+                symbol_ids, ticks, context, event_ts_ns, flags, now
+            )
+        self._append(symbol_ids, ticks, context, event_ts_ns, flags, now)
+        self._flush_due(now, burst=False)
+
+    def end_of_burst(self) -> None:
+        """Call once the current read burst is handled (see the module docstring)."""
+        if self._count:
+            self._flush_due(time.perf_counter_ns(), burst=True)
+
+    def poll(self) -> None:
+        """Flush what is due now (window expired), e.g. from the caller's own timer."""
+        if self._count:
+            self._flush_due(time.perf_counter_ns(), burst=False)
+
+    def on_capacity(self) -> None:
+        """The backend can take batches again: dispatch what is due."""
+        if self._count:
+            self._flush_due(time.perf_counter_ns(), burst=True)
+
+    def flush(self) -> None:
+        """Dispatch every pending row now (as capacity allows)."""
+        while self._count and self._has_capacity():
+            self._take(min(self._count, self.max_batch), "forced")
+
+    def close(self) -> int:
+        """Drop what is still pending (counted as ``SHUTDOWN``); returns the number of rows."""
+        n = self._count
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if n:
+            self._discard_oldest(n)
+            self.counters.drop(DropReason.SHUTDOWN, n)
+        return n
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _coalesce(
+        self,
+        sym: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        ctx: npt.NDArray[np.float32],
+        ets: npt.NDArray[np.int64],
+        flags: npt.NDArray[np.uint16],
+        now: int,
+    ) -> tuple[
+        npt.NDArray[np.int32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.uint16],
+    ]:
+        n = sym.shape[0]
+        if n > 1:
+            # Several rows for one symbol in this frame: the last one wins.
+            _, rev_first = np.unique(sym[::-1], return_index=True)
+            if rev_first.shape[0] != n:
+                keep = np.sort(n - 1 - rev_first)
+                self.counters.rows_coalesced += n - keep.shape[0]
+                dup = np.ones(n, np.bool_)
+                dup[keep] = False
+                replaced = np.zeros(self.n_symbols, np.bool_)
+                replaced[sym[dup]] = True
+                sym, ticks, ctx, ets = sym[keep], ticks[keep], ctx[keep], ets[keep]
+                flags = flags[keep] | np.where(replaced[sym], FLAG_COALESCED, 0).astype(np.uint16)
+        slots = self._slot_of[sym]
+        hit = slots >= 0
+        if not hit.any():
+            return sym, ticks, ctx, ets, flags
+        s = slots[hit]
+        self._ticks[s] = ticks[hit]
+        self._ctx[s] = ctx[hit]
+        self._event_ts[s] = ets[hit]
+        self._arrival[s] = now
+        self._flags[s] = flags[hit] | FLAG_COALESCED
+        self.counters.rows_coalesced += int(s.shape[0])
+        miss = ~hit
+        return sym[miss], ticks[miss], ctx[miss], ets[miss], flags[miss]
+
+    def _append(
+        self,
+        sym: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        ctx: npt.NDArray[np.float32],
+        ets: npt.NDArray[np.int64],
+        flags: npt.NDArray[np.uint16],
+        now: int,
+    ) -> None:
+        m = int(sym.shape[0])
+        if m == 0:
+            return
+        cap = self.capacity
+        if m > cap:  # more new rows than the whole queue: the oldest incoming go first
+            self.counters.drop(DropReason.QUEUE_OVERFLOW, m - cap)
+            sym, ticks, ctx, ets, flags = (
+                sym[-cap:],
+                ticks[-cap:],
+                ctx[-cap:],
+                ets[-cap:],
+                flags[-cap:],
+            )
+            m = cap
+        overflow = self._count + m - cap
+        if overflow > 0:
+            self._discard_oldest(overflow)
+            self.counters.drop(DropReason.QUEUE_OVERFLOW, overflow)
+        start = (self._head + self._count) % cap
+        if start + m <= cap:
+            pos: slice | npt.NDArray[np.int64] = slice(start, start + m)
+        else:
+            pos = (start + self._ar[:m]) % cap
+        self._sym[pos] = sym
+        self._ticks[pos] = ticks
+        self._ctx[pos] = ctx
+        self._event_ts[pos] = ets
+        self._arrival[pos] = now
+        self._enqueued[pos] = now
+        self._flags[pos] = flags
+        if self.coalesce:
+            self._slot_of[sym] = self._ar[pos] if isinstance(pos, slice) else pos
+        self._count += m
+
+    def _positions(self, k: int) -> slice | npt.NDArray[np.int64]:
+        head = self._head
+        if head + k <= self.capacity:
+            return slice(head, head + k)
+        return (head + self._ar[:k]) % self.capacity
+
+    def _discard_oldest(self, k: int) -> None:
+        if self.coalesce:
+            self._slot_of[self._sym[self._positions(k)]] = -1
+        self._head = (self._head + k) % self.capacity
+        self._count -= k
+
+    def _take(self, k: int, reason: str) -> None:
+        pos = self._positions(k)
+        sym = self._sym[pos].copy()
+        if self.coalesce:
+            self._slot_of[sym] = -1
+        batch = Batch(
+            self._seq,
+            sym,
+            self._ticks[pos].copy(),
+            self._ctx[pos].copy(),
+            self._event_ts[pos].copy(),
+            self._arrival[pos].copy(),
+            self._flags[pos].copy(),
+        )
+        self._seq += 1
+        self._head = (self._head + k) % self.capacity
+        self._count -= k
+        self.counters.flushes[reason] += 1
+        self.counters.batches_dispatched += 1
+        self._dispatch(batch)
+
+    def _flush_due(self, now: int, *, burst: bool) -> None:
+        while self._count >= self.max_batch and self._has_capacity():
+            self._take(self.max_batch, "full")
+        if not self._count:
+            return
+        expired = now - int(self._enqueued[self._head]) >= self.window_ns
+        if expired or (burst and self._sub_resolution):
+            reason = "window" if expired and not burst else "burst"
+            while self._count and self._has_capacity():
+                self._take(min(self._count, self.max_batch), reason)
+        if self._count and self._loop is not None and self._timer is None:
+            deadline_ns = int(self._enqueued[self._head]) + self.window_ns
+            delay_s = max(0.0, (deadline_ns - now) / 1e9)
+            self._timer = self._loop.call_later(delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._count:
+            return
+        now = time.perf_counter_ns()
+        # The loop's clock is coarser than ours, so the timer may fire a little early: flush when
+        # within one timer tick of the deadline; otherwise (the oldest row changed) re-arm.
+        deadline_ns = int(self._enqueued[self._head]) + self.window_ns
+        if now + self._resolution_ns >= deadline_ns:
+            while self._count and self._has_capacity():
+                self._take(min(self._count, self.max_batch), "timer")
+        if self._count and self._loop is not None and self._timer is None:
+            deadline_ns = int(self._enqueued[self._head]) + self.window_ns
+            self._timer = self._loop.call_later(max(0.0, (deadline_ns - now) / 1e9), self._on_timer)
+
+
+def _always() -> bool:
+    return True
