@@ -151,7 +151,12 @@ pub fn encode_messages(
             ));
         }
         let mut p = Vec::with_capacity(size);
-        encode_packet(session, sequence + first as u64, &messages[first..end], &mut p)?;
+        encode_packet(
+            session,
+            sequence + first as u64,
+            &messages[first..end],
+            &mut p,
+        )?;
         packets.push(p);
         first = end;
     }
@@ -172,7 +177,8 @@ pub fn check_max_datagram(max_datagram: usize, min_message: usize) -> Result<(),
 
 /// How many 64-byte signals fit one packet of at most `max_datagram` bytes.
 pub fn signals_per_packet(max_datagram: usize) -> usize {
-    ((max_datagram.saturating_sub(HEADER_SIZE)) / SIGNAL_BLOCK_SIZE).min(usize::from(MAX_MESSAGE_COUNT))
+    ((max_datagram.saturating_sub(HEADER_SIZE)) / SIGNAL_BLOCK_SIZE)
+        .min(usize::from(MAX_MESSAGE_COUNT))
 }
 
 /// Bytes needed to frame `n` signals with `per_packet` signals per packet.
@@ -439,7 +445,10 @@ mod tests {
     fn malformed_packets_name_the_offset() {
         let mut p = Vec::new();
         encode_packet(&sess(), 1, &[b"abc", b"defg"], &mut p).unwrap();
-        assert_eq!(decode(&p).unwrap().messages, vec![&b"abc"[..], &b"defg"[..]]);
+        assert_eq!(
+            decode(&p).unwrap().messages,
+            vec![&b"abc"[..], &b"defg"[..]]
+        );
         assert_eq!(decode(&p[..19]).unwrap_err().offset, 19);
         assert_eq!(decode(&p[..p.len() - 1]).unwrap_err().offset, 25);
         assert_eq!(decode(&p[..24]).unwrap_err().offset, 20);

@@ -124,6 +124,14 @@ impl Signal {
     /// Writes the 64 wire bytes (magic, version, fields, CRC). Does not [`check`](Self::check).
     #[inline]
     pub fn encode_into(&self, out: &mut [u8; SIGNAL_SIZE]) {
+        self.encode_body(out);
+        let crc = crc32c(&out[..CRC_COVERED]);
+        out[60..64].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    /// Writes bytes 0..60 (everything but the CRC).
+    #[inline]
+    fn encode_body(&self, out: &mut [u8; SIGNAL_SIZE]) {
         out[0..2].copy_from_slice(&MAGIC.to_be_bytes());
         out[2] = LAYOUT_VERSION;
         out[3] = self.action;
@@ -141,8 +149,6 @@ impl Signal {
         out[52..54].copy_from_slice(&self.model_version.to_be_bytes());
         out[54..56].copy_from_slice(&self.flags.to_be_bytes());
         out[56..60].copy_from_slice(&self.context_version.to_be_bytes());
-        let crc = crc32c(&out[..CRC_COVERED]);
-        out[60..64].copy_from_slice(&crc.to_be_bytes());
     }
 
     /// The 64 wire bytes of this signal.
@@ -313,7 +319,10 @@ impl WireSignal {
 fn validate_one(b: &[u8; SIGNAL_SIZE], offset: usize) -> Result<(), SignalError> {
     let magic = u16::from_be_bytes([b[0], b[1]]);
     if magic != MAGIC {
-        return Err(SignalError::new(SignalErrorKind::Magic { found: magic }, offset));
+        return Err(SignalError::new(
+            SignalErrorKind::Magic { found: magic },
+            offset,
+        ));
     }
     if b[2] != LAYOUT_VERSION {
         return Err(SignalError::new(
@@ -376,7 +385,10 @@ pub fn validate(buf: &[u8]) -> Result<usize, SignalError> {
 /// Decodes one signal from exactly 64 bytes.
 pub fn decode(buf: &[u8]) -> Result<Signal, SignalError> {
     if buf.len() != SIGNAL_SIZE {
-        return Err(SignalError::new(SignalErrorKind::Size { len: buf.len() }, 0));
+        return Err(SignalError::new(
+            SignalErrorKind::Size { len: buf.len() },
+            0,
+        ));
     }
     WireSignal(*chunk(buf, 0)).to_signal(0)
 }
@@ -396,13 +408,93 @@ pub fn pack_records(records: &[u8], out: &mut [u8]) -> Result<usize, SignalError
             0,
         ));
     }
+    let out = &mut out[..needed];
     for i in 0..n {
         let at = i * SIGNAL_SIZE;
         let s = Signal::from_record(chunk(records, at));
         s.check(at)?;
-        s.encode_into(chunk_mut(out, at));
+        s.encode_body(chunk_mut(out, at));
     }
+    fill_crcs(out);
     Ok(needed)
+}
+
+/// Writes the CRC of every signal in `out` (a whole number of signals with bodies written).
+fn fill_crcs(out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if hw::available() {
+        let mut groups = out.chunks_exact_mut(4 * SIGNAL_SIZE);
+        for g in &mut groups {
+            // SAFETY: SSE4.2 is present (checked above).
+            let crcs = unsafe { hw::crc60_x4(g) };
+            for (k, c) in crcs.iter().enumerate() {
+                let at = k * SIGNAL_SIZE + wire::CRC32C;
+                g[at..at + 4].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        fill_crcs_scalar(groups.into_remainder());
+        return;
+    }
+    fill_crcs_scalar(out);
+}
+
+fn fill_crcs_scalar(out: &mut [u8]) {
+    for c in out.chunks_exact_mut(SIGNAL_SIZE) {
+        let crc = crc32c(&c[..CRC_COVERED]);
+        c[CRC_COVERED..].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// CRC-32C of four signals at once: the `crc32` instruction has a 3-cycle latency and 1-cycle
+/// throughput, so four independent chains run about 3x faster than one after the other.
+#[cfg(target_arch = "x86_64")]
+mod hw {
+    use super::SIGNAL_SIZE;
+    use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    static STATE: AtomicU8 = AtomicU8::new(0);
+
+    /// Whether the CPU has SSE4.2 (detected once).
+    #[inline]
+    pub(super) fn available() -> bool {
+        match STATE.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let yes = std::arch::is_x86_feature_detected!("sse4.2");
+                STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+                yes
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn word(g: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(g[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// CRC-32C of bytes 0..60 of each of the four signals in `g` (256 bytes).
+    ///
+    /// # Safety
+    /// The CPU must support SSE4.2.
+    #[target_feature(enable = "sse4.2")]
+    pub(super) unsafe fn crc60_x4(g: &[u8]) -> [u32; 4] {
+        debug_assert!(g.len() == 4 * SIGNAL_SIZE, "Invariant: four signals");
+        let mut c = [u64::from(u32::MAX); 4];
+        for w in 0..7 {
+            for (k, ck) in c.iter_mut().enumerate() {
+                *ck = _mm_crc32_u64(*ck, word(g, k * SIGNAL_SIZE + w * 8));
+            }
+        }
+        let mut out = [0u32; 4];
+        for (k, o) in out.iter_mut().enumerate() {
+            let at = k * SIGNAL_SIZE + 56;
+            let tail = u32::from_le_bytes(g[at..at + 4].try_into().expect("4 bytes"));
+            *o = !_mm_crc32_u32(c[k] as u32, tail);
+        }
+        out
+    }
 }
 
 /// Validates every wire signal in `buf` and writes it to `out` as a record; returns the count.
@@ -485,28 +577,43 @@ mod tests {
         bad[64] = 0;
         assert!(matches!(
             validate(&bad),
-            Err(SignalError { kind: SignalErrorKind::Magic { found: 0x0046 }, offset: 64 })
+            Err(SignalError {
+                kind: SignalErrorKind::Magic { found: 0x0046 },
+                offset: 64
+            })
         ));
         let mut bad = buf.clone();
         bad[128 + 2] = 2;
         assert!(matches!(
             validate(&bad),
-            Err(SignalError { kind: SignalErrorKind::Version { found: 2 }, offset: 128 })
+            Err(SignalError {
+                kind: SignalErrorKind::Version { found: 2 },
+                offset: 128
+            })
         ));
         let mut bad = buf.clone();
         bad[128 + 20] ^= 1;
         assert!(matches!(
             validate(&bad).unwrap_err(),
-            SignalError { kind: SignalErrorKind::Crc { .. }, offset: 128 }
+            SignalError {
+                kind: SignalErrorKind::Crc { .. },
+                offset: 128
+            }
         ));
         assert!(matches!(
             validate(&buf[..100]).unwrap_err(),
-            SignalError { kind: SignalErrorKind::Length { len: 100 }, offset: 64 }
+            SignalError {
+                kind: SignalErrorKind::Length { len: 100 },
+                offset: 64
+            }
         ));
         let mut small = vec![0u8; 100];
         assert!(matches!(
             pack_records(&recs, &mut small).unwrap_err().kind,
-            SignalErrorKind::OutputTooSmall { needed: 192, available: 100 }
+            SignalErrorKind::OutputTooSmall {
+                needed: 192,
+                available: 100
+            }
         ));
         let mut bad_rec = recs.clone();
         bad_rec[64] = 3;

@@ -282,7 +282,10 @@ pub fn decode_payload(ptype: u8, payload: &[u8], at: usize) -> Result<Packet<'_>
 pub fn decode(packet: &[u8]) -> Result<Packet<'_>, FramingError> {
     if packet.len() < 3 {
         return Err(FramingError::new(
-            format!("truncated packet: {} bytes, at least 3 needed", packet.len()),
+            format!(
+                "truncated packet: {} bytes, at least 3 needed",
+                packet.len()
+            ),
             packet.len(),
         ));
     }
@@ -515,8 +518,10 @@ mod tests {
         let mut d = StreamDecoder::new();
         let mut got = Vec::new();
         for b in &stream {
-            d.feed(std::slice::from_ref(b), |p, _, _| got.push(format!("{p:?}")))
-                .unwrap();
+            d.feed(std::slice::from_ref(b), |p, _, _| {
+                got.push(format!("{p:?}"))
+            })
+            .unwrap();
         }
         let want: Vec<String> = all.iter().map(|p| format!("{p:?}")).collect();
         assert_eq!(got, want);
