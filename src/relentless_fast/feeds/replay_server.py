@@ -355,9 +355,17 @@ class ServerSession(WSListener):
 class AlpacaReplayServer:
     """The server. ``async with AlpacaReplayServer(config) as server: server.url ...``."""
 
-    def __init__(self, config: ReplayServerConfig | None = None, *, path: str = "/v2/test") -> None:
+    def __init__(
+        self,
+        config: ReplayServerConfig | None = None,
+        *,
+        path: str = "/v2/test",
+        auto_pong: bool = True,
+    ) -> None:
         self.config = config if config is not None else ReplayServerConfig()
         self.path = path
+        self.auto_pong = auto_pong
+        """``False`` leaves client pings unanswered (tests the client's ping timeout)."""
         self.sessions: list[ServerSession] = []
         self.subscriptions = 0
         self.on_subscribed: Callable[[ServerSession], None] | None = None
@@ -372,7 +380,11 @@ class AlpacaReplayServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> AlpacaReplayServer:
         """Listen (port 0: a free port, see :attr:`port`)."""
         self._server = await ws_create_server(
-            self._factory, host, port, logger_name="relentless_fast.feeds.replay_server.ws"
+            self._factory,
+            host,
+            port,
+            logger_name="relentless_fast.feeds.replay_server.ws",
+            enable_auto_pong=self.auto_pong,
         )
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
