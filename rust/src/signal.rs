@@ -94,7 +94,7 @@ pub struct Signal {
 const _: () = assert!(std::mem::size_of::<Signal>() == SIGNAL_SIZE);
 const _: () = assert!(std::mem::align_of::<Signal>() == 8);
 
-#[inline(always)]
+#[inline]
 fn rd<const N: usize>(b: &[u8; SIGNAL_SIZE], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&b[at..at + N]);
@@ -469,7 +469,7 @@ mod hw {
         }
     }
 
-    #[inline(always)]
+    #[inline]
     fn word(g: &[u8], at: usize) -> u64 {
         u64::from_le_bytes(g[at..at + 8].try_into().expect("8 bytes"))
     }

@@ -57,14 +57,24 @@ pub enum Packet<'a> {
     LogoutRequest,
 }
 
-/// The payload size of each fixed-size type, `None` for variable-size ones.
-fn fixed_payload(ptype: u8) -> Option<Option<usize>> {
+/// Payload size rule of a packet type.
+enum PayloadSize {
+    Variable,
+    Fixed(usize),
+}
+
+/// The payload rule of `ptype`, `None` for an unknown type.
+fn payload_size(ptype: u8) -> Option<PayloadSize> {
     Some(match ptype {
-        DEBUG | SEQUENCED_DATA | UNSEQUENCED_DATA => None,
-        LOGIN_ACCEPTED => Some(SESSION_SIZE + SEQUENCE_SIZE),
-        LOGIN_REJECTED => Some(1),
-        LOGIN_REQUEST => Some(USERNAME_SIZE + PASSWORD_SIZE + SESSION_SIZE + SEQUENCE_SIZE),
-        SERVER_HEARTBEAT | END_OF_SESSION | CLIENT_HEARTBEAT | LOGOUT_REQUEST => Some(0),
+        DEBUG | SEQUENCED_DATA | UNSEQUENCED_DATA => PayloadSize::Variable,
+        LOGIN_ACCEPTED => PayloadSize::Fixed(SESSION_SIZE + SEQUENCE_SIZE),
+        LOGIN_REJECTED => PayloadSize::Fixed(1),
+        LOGIN_REQUEST => {
+            PayloadSize::Fixed(USERNAME_SIZE + PASSWORD_SIZE + SESSION_SIZE + SEQUENCE_SIZE)
+        }
+        SERVER_HEARTBEAT | END_OF_SESSION | CLIENT_HEARTBEAT | LOGOUT_REQUEST => {
+            PayloadSize::Fixed(0)
+        }
         _ => return None,
     })
 }
@@ -124,26 +134,26 @@ impl Packet<'_> {
     /// ASCII-ness and the 65535-byte packet limit; on error nothing is appended.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), FramingError> {
         match self {
-            Self::Debug(p) | Self::SequencedData(p) | Self::UnsequencedData(p) => {
-                if p.len() + 1 > MAX_PACKET_LENGTH {
-                    return Err(FramingError::new(
-                        format!(
-                            "payload of {} bytes exceeds the {} bytes a packet can carry",
-                            p.len(),
-                            MAX_PACKET_LENGTH - 1
-                        ),
-                        0,
-                    ));
-                }
+            Self::Debug(p) | Self::SequencedData(p) | Self::UnsequencedData(p)
+                if p.len() + 1 > MAX_PACKET_LENGTH =>
+            {
+                return Err(FramingError::new(
+                    format!(
+                        "payload of {} bytes exceeds the {} bytes a packet can carry",
+                        p.len(),
+                        MAX_PACKET_LENGTH - 1
+                    ),
+                    0,
+                ));
             }
             Self::LoginAccepted { session, .. } => check_text("session", session, SESSION_SIZE)?,
-            Self::LoginRejected { reason } => {
-                if ![REJECT_NOT_AUTHORIZED, REJECT_SESSION_NOT_AVAILABLE].contains(reason) {
-                    return Err(FramingError::new(
-                        format!("reject reason 0x{reason:02X} is not 'A' or 'S'"),
-                        0,
-                    ));
-                }
+            Self::LoginRejected { reason }
+                if ![REJECT_NOT_AUTHORIZED, REJECT_SESSION_NOT_AVAILABLE].contains(reason) =>
+            {
+                return Err(FramingError::new(
+                    format!("reject reason 0x{reason:02X} is not 'A' or 'S'"),
+                    0,
+                ));
             }
             Self::LoginRequest {
                 username,
@@ -228,13 +238,13 @@ fn number_field(name: &str, v: &[u8], at: usize) -> Result<u64, FramingError> {
 
 /// Decodes a payload of type `ptype`; `at` is the payload's offset, used in errors.
 pub fn decode_payload(ptype: u8, payload: &[u8], at: usize) -> Result<Packet<'_>, FramingError> {
-    let Some(fixed) = fixed_payload(ptype) else {
+    let Some(rule) = payload_size(ptype) else {
         return Err(FramingError::new(
             format!("unknown SoupBinTCP packet type 0x{ptype:02X}"),
             at - 1,
         ));
     };
-    if let Some(size) = fixed {
+    if let PayloadSize::Fixed(size) = rule {
         if payload.len() != size {
             return Err(FramingError::new(
                 format!(
@@ -280,7 +290,7 @@ pub fn decode_payload(ptype: u8, payload: &[u8], at: usize) -> Result<Packet<'_>
 
 /// Decodes exactly one complete packet (length prefix included).
 pub fn decode(packet: &[u8]) -> Result<Packet<'_>, FramingError> {
-    if packet.len() < 3 {
+    if packet.len() < 2 {
         return Err(FramingError::new(
             format!(
                 "truncated packet: {} bytes, at least 3 needed",
@@ -519,7 +529,7 @@ mod tests {
         let mut got = Vec::new();
         for b in &stream {
             d.feed(std::slice::from_ref(b), |p, _, _| {
-                got.push(format!("{p:?}"))
+                got.push(format!("{p:?}"));
             })
             .unwrap();
         }

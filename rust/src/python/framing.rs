@@ -133,10 +133,11 @@ impl MoldUDP64Encoder {
     }
 
     /// Numbers `messages` from `next_sequence` and packs them into as few packets as fit.
+    #[allow(clippy::needless_pass_by_value)]
     fn encode_messages<'py>(
         &mut self,
         py: Python<'py>,
-        messages: Vec<Vec<u8>>,
+        messages: Vec<Vec<u8>>, // owned: PyO3 extracts sequences of bytes into a Vec
     ) -> PyResult<Bound<'py, PyList>> {
         let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         let packets =
@@ -347,24 +348,24 @@ impl SoupBinTCPPacket {
     }
 
     fn to_core(&self) -> soup::Packet<'_> {
-        fn text(v: &Option<String>) -> &[u8] {
-            v.as_deref().unwrap_or("").as_bytes()
+        fn text(v: Option<&String>) -> &[u8] {
+            v.map_or(&[], |s| s.as_bytes())
         }
         match self.ptype {
             soup::DEBUG => soup::Packet::Debug(&self.payload),
             soup::SEQUENCED_DATA => soup::Packet::SequencedData(&self.payload),
             soup::UNSEQUENCED_DATA => soup::Packet::UnsequencedData(&self.payload),
             soup::LOGIN_ACCEPTED => soup::Packet::LoginAccepted {
-                session: text(&self.session),
+                session: text(self.session.as_ref()),
                 sequence: self.sequence.unwrap_or(0),
             },
             soup::LOGIN_REJECTED => soup::Packet::LoginRejected {
                 reason: self.reject_reason.unwrap_or(0),
             },
             soup::LOGIN_REQUEST => soup::Packet::LoginRequest {
-                username: text(&self.username),
-                password: text(&self.password),
-                session: text(&self.session),
+                username: text(self.username.as_ref()),
+                password: text(self.password.as_ref()),
+                session: text(self.session.as_ref()),
                 sequence: self.sequence.unwrap_or(0),
             },
             soup::SERVER_HEARTBEAT => soup::Packet::ServerHeartbeat,

@@ -224,8 +224,8 @@ fn py_crc32c(data: &Bound<'_, PyAny>, value: u32) -> PyResult<u32> {
     context_version = 0
 ))]
 #[allow(clippy::too_many_arguments)]
-fn pack_signal<'py>(
-    py: Python<'py>,
+fn pack_signal(
+    py: Python<'_>,
     action: u8,
     symbol_id: u32,
     sequence: u64,
@@ -241,7 +241,7 @@ fn pack_signal<'py>(
     model_version: u16,
     flags: u16,
     context_version: u32,
-) -> PyResult<Bound<'py, PyBytes>> {
+) -> PyResult<Bound<'_, PyBytes>> {
     let s = Signal {
         action,
         symbol_id,
