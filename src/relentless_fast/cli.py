@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "relentless_fast.demo",
+    "relentless_fast.context.cli",
+    "relentless_fast.training.cli",
+    "relentless_fast.serving.cli",
 )
 
 

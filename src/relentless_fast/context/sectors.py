@@ -39,8 +39,10 @@ _SIC_RANGES: tuple[tuple[int, int, str], ...] = (
     (3840, 3859, "healthcare"),  # medical instruments and supplies
     (5122, 5122, "healthcare"),  # drugs wholesale
     (5140, 5149, "consumer_staples"),  # groceries wholesale
+    (5331, 5331, "consumer_staples"),  # variety stores (general merchandise, groceries)
     (5400, 5499, "consumer_staples"),  # food stores
     (5912, 5912, "consumer_staples"),  # drug stores
+    (6324, 6324, "healthcare"),  # hospital and medical service plans (health insurers)
     (6798, 6798, "real_estate"),  # real estate investment trusts
     (7370, 7379, "technology"),  # computer programming, software, data processing
     (7900, 7999, "consumer_discretionary"),  # amusement and recreation
