@@ -69,6 +69,8 @@ for _i, _v in enumerate(_schema.NEUTRAL_VALUES):
     NEUTRAL[_i] = _v
 
 cdef int64_t DAY_NS = 86400000000000
+cdef enum:
+    NOGIL_MIN_SYMBOLS = 16
 cdef int TICK_KINDS[4]
 TICK_KINDS[:] = [KIND_TRADE, KIND_QUOTE, KIND_CORRECTION, KIND_CANCEL]
 
@@ -176,6 +178,9 @@ cdef class FeatureKernel:
     cdef uint64_t _bad_rec
     cdef uint64_t _adj_unapplied
     cdef uint64_t _bar_upd_skipped
+    cdef object _ids_obj
+    cdef const uint32_t* _ids
+    cdef Py_ssize_t _ids_len
 
     def __cinit__(self, *args, **kwargs):
         self._st = NULL
@@ -490,7 +495,8 @@ cdef class FeatureKernel:
                 ix += 1
             else:
                 break
-        self._write_row(sid)
+        if nt + nq + nc + nx:  # unchanged state keeps its row
+            self._write_row(sid)
         return nt + nq + nc + nx
 
     cdef uint64_t _update_bars(self, Py_ssize_t sid) noexcept nogil:
@@ -505,33 +511,55 @@ cdef class FeatureKernel:
                 self._bar_upd_skipped += 1
                 continue
             self._bar(st, b.ts_ns, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count)
-        self._write_row(sid)
+        if nb:
+            self._write_row(sid)
         return nb
 
-    def update(self, const uint32_t[::1] touched_ids not None, Py_ssize_t n):
+    cdef _bind_ids(self, touched_ids):
+        """Check a touched-ids array once; the parser hands the same array every frame."""
+        if (not isinstance(touched_ids, np.ndarray) or touched_ids.dtype != np.uint32
+                or touched_ids.ndim != 1 or not touched_ids.flags.c_contiguous):
+            raise TypeError("touched_ids must be a contiguous numpy uint32[:] array")
+        self._ids_obj = touched_ids  # the reference also stops numpy resizing it under us
+        self._ids = <const uint32_t*><size_t>touched_ids.ctypes.data
+        self._ids_len = touched_ids.shape[0]
+
+    def update(self, touched_ids, Py_ssize_t n):
         """Consume the new records of the first ``n`` symbol ids in ``touched_ids``.
 
-        Returns the number of records consumed. Repeated ids are harmless (nothing new the
-        second time); ids >= ``n_symbols`` are counted as ``bad_symbol_id``.
+        ``touched_ids`` is a contiguous numpy uint32 array (the parser's ``touched``); passing
+        the same array object every frame skips its checks. Returns the number of records
+        consumed. Repeated ids are harmless (nothing new the second time); ids >= ``n_symbols``
+        are counted as ``bad_symbol_id``.
         """
-        cdef Py_ssize_t i, sid
-        cdef uint64_t consumed = 0
+        cdef uint64_t consumed
+        if touched_ids is not self._ids_obj:
+            self._bind_ids(touched_ids)
         if self._rings is None:
             raise RuntimeError("this FeatureKernel has no rings; use run_bars")
-        if n < 0 or n > touched_ids.shape[0]:
-            raise ValueError(f"n={n} outside 0..{touched_ids.shape[0]}")
+        if n < 0 or n > self._ids_len:
+            raise ValueError(f"n={n} outside 0..{self._ids_len}")
         if self._refetch:
             self._bind_rings()
-        with nogil:
-            for i in range(n):
-                sid = touched_ids[i]
-                if sid >= self.n_symbols:
-                    self._bad_sid += 1
-                    continue
-                if self.bars:
-                    consumed += self._update_bars(sid)
-                else:
-                    consumed += self._update_ticks(sid)
+        if n >= NOGIL_MIN_SYMBOLS:
+            with nogil:
+                consumed = self._update_ids(self._ids, n)
+        else:  # releasing the GIL costs more than a small frame
+            consumed = self._update_ids(self._ids, n)
+        return consumed
+
+    cdef uint64_t _update_ids(self, const uint32_t* ids, Py_ssize_t n) noexcept nogil:
+        cdef Py_ssize_t i, sid
+        cdef uint64_t consumed = 0
+        for i in range(n):
+            sid = ids[i]
+            if sid >= self.n_symbols:
+                self._bad_sid += 1
+                continue
+            if self.bars:
+                consumed += self._update_bars(sid)
+            else:
+                consumed += self._update_ticks(sid)
         return consumed
 
     def run_bars(

@@ -70,15 +70,15 @@ class FakeFeed:
 
     def __init__(self, n_symbols: int, capacity: int | dict[Kind, int] = 64) -> None:
         self.rings = FakeRings(n_symbols, capacity)
+        self.touched = np.zeros(n_symbols, dtype=np.uint32)  # reused per frame, like the parser's
 
     def push(self, events: list[Event]) -> tuple[npt.NDArray[np.uint32], int]:
         touched: dict[int, None] = {}
         for kind, sid, fields in events:
             self.rings.write(kind, sid, fields)
             touched[sid] = None
-        ids = np.zeros(max(len(touched), 1), dtype=np.uint32)
-        ids[: len(touched)] = list(touched)
-        return ids, len(touched)
+        self.touched[: len(touched)] = list(touched)
+        return self.touched, len(touched)
 
 
 def _rfc3339(ts_ns: int) -> str:

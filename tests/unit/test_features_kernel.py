@@ -412,8 +412,10 @@ def test_bad_input_is_counted_or_refused() -> None:
     assert kernel.counters()["bad_symbol_id"] == 2
     with pytest.raises(ValueError, match="outside"):
         kernel.update(np.zeros(2, dtype=np.uint32), 3)
-    with pytest.raises(ValueError):
-        kernel.update(np.zeros(2, dtype=np.int64), 1)  # wrong dtype
+    with pytest.raises(TypeError, match="uint32"):
+        kernel.update(np.zeros(2, dtype=np.int64), 1)
+    with pytest.raises(TypeError, match="uint32"):
+        kernel.update(np.zeros(4, dtype=np.uint32)[::2], 1)
     with pytest.raises(IndexError):
         kernel.row(2)
     with pytest.raises(IndexError):
