@@ -8,11 +8,15 @@ agree within ``rtol=1e-6, atol=1e-6`` (a few float32 ulps). Counters must agree 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relentless_fast._features import FeatureKernel
 from relentless_fast.features import bar_features
@@ -116,6 +120,30 @@ def test_wraparound_without_loss(feed_cls: Any) -> None:
     assert all(v == 0 for k, v in kernel.counters().items() if k.startswith("lost_"))
     _assert_rows(kernel, ref)
     _assert_counters(kernel, ref)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cap=st.sampled_from([2, 3, 8, 64]),
+    max_len=st.integers(1, 40),
+    n_symbols=st.integers(1, 6),
+    mean_gap_s=st.sampled_from([0.01, 30.0, 5000.0]),
+)
+def test_property_kernel_equals_reference(
+    seed: int, cap: int, max_len: int, n_symbols: int, mean_gap_s: float
+) -> None:
+    """Any stream, frame cut and ring size (losses included): same rows, counters, cursors."""
+    rng = np.random.default_rng(seed)
+    feed = FakeFeed(n_symbols, cap)
+    kernel, ref = _pair(feed, n_symbols)
+    events = random_stream(rng, n_symbols, 200, mean_gap_s=mean_gap_s)
+    for frame in split_frames(rng, events, max_len):
+        ids, n = feed.push(frame)
+        assert kernel.update(ids, n) == ref.update(ids, n)
+    _assert_rows(kernel, ref)
+    _assert_counters(kernel, ref)
+    np.testing.assert_array_equal(kernel.cursors(), ref.cursors)
 
 
 def test_overflow_counts_lost_and_resyncs() -> None:
@@ -341,6 +369,20 @@ def test_bar_series_matches_reference(step_s: int) -> None:
         np.testing.assert_allclose(
             rows[:, IX["vwap_dist"]], b["close"] / vw - 1, rtol=1e-5, atol=1e-7
         )
+
+
+def test_bars_before_1970_match_reference() -> None:
+    """Negative timestamps: the session day and time of day use floor division."""
+    b = _bars(np.random.default_rng(9), 300, 86400)
+    b["ts_ns"] = b["ts_ns"] - 60 * 365 * 86400 * NS  # 1964
+    assert int(b["ts_ns"][-1]) < 0
+    rows = bar_features(**b)
+    np.testing.assert_allclose(
+        rows, ReferenceFeatures(None, 1).run_bars(0, **b), rtol=RTOL, atol=ATOL
+    )
+    first = datetime.fromtimestamp(int(b["ts_ns"][0]) // NS, ZoneInfo("America/New_York"))
+    minutes = first.hour * 60 + first.minute + first.second / 60
+    assert rows[0, IX["time_of_day"]] == pytest.approx((minutes - 570) / 390, abs=1e-6)
 
 
 def test_bars_from_rings_equal_run_bars() -> None:
