@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "relentless_fast.demo",
     "relentless_fast.context.cli",
     "relentless_fast.training.cli",
+    "relentless_fast.serving.cli",
+    "relentless_fast.feeds.cli",
 )
 
 
