@@ -28,6 +28,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+// The signature default below must stay a literal for introspection (stubtest).
+const _: () = assert!(mold::DEFAULT_MAX_DATAGRAM == 1472);
+
 fn ferr(py: Python<'_>, e: &FramingError) -> PyErr {
     offset_error(py, &FRAMING_ERROR, e.to_string(), e.offset)
 }
@@ -54,7 +57,7 @@ struct MoldUDP64Encoder {
 #[pymethods]
 impl MoldUDP64Encoder {
     #[new]
-    #[pyo3(signature = (session, *, next_sequence = 1, max_datagram = mold::DEFAULT_MAX_DATAGRAM))]
+    #[pyo3(signature = (session, *, next_sequence = 1, max_datagram = 1472))]
     fn new(
         py: Python<'_>,
         session: &str,
