@@ -111,11 +111,24 @@ def test_backend_serves_stable_and_canary(tiny_model: Any) -> None:
 SHIPPED = [v for v in (1, 2, 3) if (SHIPPED_MODEL_DIR / str(v) / "saved_model.pb").exists()]
 
 
+def warmup_inputs(vdir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (ticks, context) pairs of a version's TF Serving warmup records: realistic rows."""
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    pairs = []
+    for record in tf.data.TFRecordDataset(str(vdir / "assets.extra/tf_serving_warmup_requests")):
+        req = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        pairs.append((tf.make_ndarray(req.inputs["ticks"]), tf.make_ndarray(req.inputs["context"])))
+    return pairs
+
+
 @pytest.mark.skipif(not SHIPPED, reason="models/relentless_financial/<v>/ not exported yet")
 @pytest.mark.parametrize("version", SHIPPED)
 def test_shipped_versions_match_their_saved_model(version: int) -> None:
     vdir = SHIPPED_MODEL_DIR / str(version)
     model = LiteRTModel.from_version_dir(vdir)
-    for n in (1, 32, 128):
-        ticks, context = _rows(n, model.n_features, model.context_dim, seed=n)
+    pairs = warmup_inputs(vdir)
+    assert pairs, "warmup file has no records"
+    for ticks, context in pairs:
         _assert_close(model.predict(ticks, context), saved_model_predict(vdir, ticks, context))
