@@ -19,7 +19,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "relentless_fast.training.cli",
     "relentless_fast.serving.cli",
     "relentless_fast.feeds.cli",
-    "relentless_fast.feeds.cli",
 )
 
 
