@@ -59,6 +59,7 @@ cdef double A_FAST = 2.0 / (_schema.EMA_FAST_SPAN + 1)
 cdef double A_SLOW = 2.0 / (_schema.EMA_SLOW_SPAN + 1)
 cdef double A_SIG = 2.0 / (_schema.MACD_SIGNAL_SPAN + 1)
 cdef double A_SIZE = 2.0 / (_schema.SIZE_EW_SPAN + 1)
+cdef double SIZE_Z_CLIP = _schema.SIZE_Z_CLIP
 cdef double RSI_N = _schema.RSI_PERIOD
 cdef int RV_WINDOW = _schema.REALIZED_VOL_WINDOW
 cdef int HISTORY_FULL = _schema.HISTORY_FULL
@@ -321,6 +322,10 @@ cdef class FeatureKernel:
         x = log1p(size)
         if st.n_sizes >= 2 and st.size_var > 0:
             st.size_z = (x - st.size_mean) / sqrt(st.size_var)
+            if st.size_z > SIZE_Z_CLIP:
+                st.size_z = SIZE_Z_CLIP
+            elif st.size_z < -SIZE_Z_CLIP:
+                st.size_z = -SIZE_Z_CLIP
         else:
             st.size_z = 0.0
         if st.n_sizes == 0:

@@ -117,12 +117,12 @@ class TickParseFeed:
 
     def __init__(self, n_symbols: int, capacity: int | dict[Kind, int] = 64) -> None:
         import orjson
-        from relentless_fast._tickparse import TickParser, TickRings  # type: ignore[import-not-found]
 
+        tickparse: Any = importlib.import_module("relentless_fast._tickparse")
         self._dumps = orjson.dumps
         self.symbols = [f"S{i}" for i in range(n_symbols)]
-        self.rings = TickRings(n_symbols, capacity)
-        self.parser = TickParser(self.symbols, self.rings)
+        self.rings = tickparse.TickRings(n_symbols, capacity)
+        self.parser = tickparse.TickParser(self.symbols, self.rings)
 
     def push(self, events: list[Event]) -> tuple[npt.NDArray[np.uint32], int]:
         frame = self._dumps([alpaca_message(k, self.symbols[s], f) for k, s, f in events])

@@ -320,7 +320,7 @@ def test_cancel_and_correction_adjust_session_aggregates_only() -> None:
 
 
 def test_trade_rate_and_size_z() -> None:
-    events = _trades([10.0] * 4, [10.0, 20.0, 10.0, 1000.0], step_s=30.0)
+    events = _trades([10.0] * 4, [10.0, 20.0, 10.0, 40.0], step_s=30.0)
     kernel, _ = _run(events)
     tau = sc.RATE_TAU_S
     rate = 1 / tau
@@ -335,8 +335,18 @@ def test_trade_rate_and_size_z() -> None:
         diff = x - mean
         mean += a * diff
         var = (1 - a) * (var + diff * a * diff)
-    assert row[IX["size_z"]] == pytest.approx((math.log1p(1000) - mean) / math.sqrt(var), rel=1e-5)
-    assert row[IX["size_z"]] > 3  # a block trade stands out
+    z = (math.log1p(40) - mean) / math.sqrt(var)
+    assert 2 < z < sc.SIZE_Z_CLIP  # a larger trade stands out, below the clip
+    assert row[IX["size_z"]] == pytest.approx(z, rel=1e-5)
+
+
+def test_rows_stay_finite_after_long_constant_runs() -> None:
+    """Equal sizes shrink the size variance towards 0: size_z is clipped, never inf."""
+    sizes = [10.0, 20.0] + [10.0] * 6000 + [500.0]
+    kernel, _ = _run(_trades([10.0] * len(sizes), sizes, step_s=0.001), cap=8192)
+    row = kernel.row(0)
+    assert np.isfinite(row).all()
+    assert row[IX["size_z"]] == sc.SIZE_Z_CLIP
 
 
 # -- bars --------------------------------------------------------------------------------------

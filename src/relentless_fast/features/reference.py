@@ -126,11 +126,10 @@ class ReferenceFeatures:
             st.signal = 0.0
         st.lp.append(math.log(price))
         x = math.log1p(size)
-        st.size_z = (
-            (x - st.size_mean) / math.sqrt(st.size_var)
-            if st.n_sizes >= 2 and st.size_var > 0
-            else 0.0
-        )
+        st.size_z = 0.0
+        if st.n_sizes >= 2 and st.size_var > 0:
+            z = (x - st.size_mean) / math.sqrt(st.size_var)
+            st.size_z = min(max(z, -sc.SIZE_Z_CLIP), sc.SIZE_Z_CLIP)
         if st.n_sizes == 0:
             st.size_mean, st.size_var = x, 0.0
         else:

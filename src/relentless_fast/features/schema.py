@@ -44,7 +44,9 @@ Definitions (``p`` last price, ``lp[i]`` natural log of the i-th price event, ``
                           count/tau`` at each event, ``dt`` >= 0 in seconds
 15  size_z                z-score of ``x = log1p(size)`` against the exponentially     0
                           weighted mean/variance (``alpha = 2/(50+1)``) of the
-                          *previous* events; 0 until 2 events or when variance is 0
+                          *previous* events, clipped to +-20 (a long run of equal
+                          sizes shrinks the variance towards 0); 0 until 2 events
+                          or when variance is 0
 16  session_volume_log    ``log1p(session volume)``                                    0
 17  session_trades_log    ``log1p(session trade count)``                               0
 18  time_of_day           ``(minutes since local midnight - 570) / 390`` in the        0
@@ -115,6 +117,7 @@ MACD_SIGNAL_SPAN: Final = 9
 RSI_PERIOD: Final = 14
 REALIZED_VOL_WINDOW: Final = 20
 SIZE_EW_SPAN: Final = 50
+SIZE_Z_CLIP: Final = 20.0
 RATE_TAU_S: Final = 60.0
 """Default time constant of the trade rate; bar-series callers may pass their own (documented)."""
 HISTORY_FULL: Final = 100
