@@ -83,3 +83,25 @@ def free_udp_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def soup_login(username: str = "", password: str = "", session: str = "", seq: int = 0) -> bytes:
+    """A SoupBinTCP 3.00 Login Request packet (written from the spec, not from the server)."""
+    payload = (
+        username.encode().ljust(6)
+        + password.encode().ljust(10)
+        + session.encode().rjust(10)
+        + str(seq).encode().rjust(20)
+    )
+    return struct.pack(">H", len(payload) + 1) + b"L" + payload
+
+
+async def read_soup(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[str, bytes]:
+    """One SoupBinTCP packet as (type, payload); ('', b'') at end of stream."""
+    try:
+        head = await asyncio.wait_for(reader.readexactly(2), timeout)
+    except asyncio.IncompleteReadError:
+        return "", b""
+    (length,) = struct.unpack(">H", head)
+    body = await asyncio.wait_for(reader.readexactly(length), timeout)
+    return chr(body[0]), body[1:]

@@ -5,6 +5,7 @@ event loop. See ``docs/consumers.md`` for the wire formats and gap recovery.
 """
 
 from relentless_fast.outputs.policy import EmissionFilter, EmissionPolicy
+from relentless_fast.outputs.tcp import TcpCounters, TcpPublisher, TcpPublisherConfig
 from relentless_fast.outputs.udp import UdpCounters, UdpPublisher, UdpPublisherConfig
 from relentless_fast.outputs.window import SignalWindow
 
@@ -12,6 +13,9 @@ __all__ = [
     "EmissionFilter",
     "EmissionPolicy",
     "SignalWindow",
+    "TcpCounters",
+    "TcpPublisher",
+    "TcpPublisherConfig",
     "UdpCounters",
     "UdpPublisher",
     "UdpPublisherConfig",
