@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("tensorflow", reason="the serve extra (tensorflow-cpu) is not installed")
 pytest.importorskip("tensorflow_serving", reason="tensorflow-serving-api is not installed")
 
-from relentless_fast import model_contract as mc  # noqa: E402
-from relentless_fast.serving.launcher import MODELS_DIR, ServerProcess  # noqa: E402
+from relentless_fast import model_contract as mc
+from relentless_fast.serving.launcher import MODELS_DIR, ServerProcess
 
 BASE_PATH = MODELS_DIR / mc.MODEL_NAME
 ALL_VERSIONS = MODELS_DIR / "config.all_versions.pbtxt"

@@ -225,7 +225,7 @@ def test_metadata(predict_stub: Any) -> None:
     assert set(sig.inputs) == set(mc.INPUT_NAMES)
     assert set(sig.outputs) == set(mc.OUTPUT_NAMES)
     assert sig.method_name == "tensorflow/serving/predict"
-    assert [d.size for d in sig.inputs[mc.INPUT_TICKS].tensor_shape.dim][0] == -1
+    assert [d.size for d in sig.inputs[mc.INPUT_TICKS].tensor_shape.dim] == [-1, 20]
     del req.metadata_field[:]
     req.metadata_field.append("bogus")
     code, msg = _code(lambda: predict_stub.GetModelMetadata(req, timeout=30))

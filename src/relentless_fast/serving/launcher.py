@@ -58,7 +58,7 @@ class ServerProcess:
 
     @staticmethod
     def _new_log() -> tempfile._TemporaryFileWrapper[bytes]:
-        return tempfile.NamedTemporaryFile(prefix="serve-model-", suffix=".log", delete=False)  # noqa: SIM115
+        return tempfile.NamedTemporaryFile(prefix="serve-model-", suffix=".log", delete=False)
 
     @property
     def grpc_target(self) -> str:

@@ -56,6 +56,16 @@ class ServerOptions:
     allow_labels_for_unavailable: bool = False
 
 
+def _reusable(cur: VersionState | None, e: ModelEntry, v: int) -> bool:
+    """An AVAILABLE version loaded from the same path is kept as it is on reload."""
+    return (
+        cur is not None
+        and cur.state == AVAILABLE
+        and cur.servable is not None
+        and cur.servable.path == e.base_path / str(v)
+    )
+
+
 # tensorflow.error.Code of a failed load
 _UNKNOWN, _INVALID_ARGUMENT, _NOT_FOUND, _FAILED_PRECONDITION = 2, 3, 5, 9
 
@@ -73,29 +83,35 @@ class ModelManager:
         """Make the served set equal ``entries``; raises ServingError (previous config kept)."""
         with self._lock:
             new_states: dict[str, ModelState] = {}
-            for e in entries:
-                old = self._models.get(e.name)
-                st = ModelState(e, dict(old.versions) if old else {})
-                on_disk = mc.list_versions(e.base_path)
-                wanted = e.wanted_versions(on_disk)
-                for v in wanted:
-                    cur = st.versions.get(v)
-                    same_path = (
-                        cur is not None
-                        and cur.servable is not None
-                        and (cur.servable.path == e.base_path / str(v))
-                    )
-                    if cur is None or cur.state != AVAILABLE or not same_path:
-                        st.versions[v] = self._load(e, v)
-                for v, vs in list(st.versions.items()):
-                    if v not in wanted and vs.state != END:
-                        st.versions[v] = self._unload(vs)
-                st.labels = self._check_labels(e, st)
-                new_states[e.name] = st
+            loaded: list[VersionState] = []
+            retired: list[VersionState] = []
+            try:
+                for e in entries:
+                    old = self._models.get(e.name)
+                    st = ModelState(e, dict(old.versions) if old else {})
+                    wanted = e.wanted_versions(mc.list_versions(e.base_path))
+                    for v in wanted:
+                        cur = st.versions.get(v)
+                        if not _reusable(cur, e, v):
+                            st.versions[v] = self._load(e, v)
+                            loaded.append(st.versions[v])
+                            if cur is not None:
+                                retired.append(cur)
+                    for v, vs in list(st.versions.items()):
+                        if v not in wanted and vs.state != END:
+                            retired.append(vs)
+                            st.versions[v] = VersionState(v, END)
+                    st.labels = self._check_labels(e, st)
+                    new_states[e.name] = st
+            except ServingError:
+                for vs in loaded:  # roll back: the previous config stays in force
+                    self._unload(vs)
+                raise
             for name, old in self._models.items():
                 if name not in new_states:
-                    for vs in old.versions.values():
-                        self._unload(vs)
+                    retired.extend(old.versions.values())
+            for vs in retired:
+                self._unload(vs)
             self._models = new_states
 
     def _check_labels(self, e: ModelEntry, st: ModelState) -> dict[str, int]:
@@ -139,11 +155,9 @@ class ModelManager:
             log.info("model %s version %d AVAILABLE", e.name, v)
         return vs
 
-    def _unload(self, vs: VersionState) -> VersionState:
-        vs.state = UNLOADING
+    def _unload(self, vs: VersionState) -> None:
         for s in vs.schedulers.values():
             s.stop()
-        return VersionState(vs.version, END)
 
     def stop(self) -> None:
         with self._lock:

@@ -1,0 +1,141 @@
+"""BatchScheduler semantics (no TensorFlow): padding, splitting, timeout, queue bound."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+import grpc
+import numpy as np
+import pytest
+
+from relentless_fast.serving.batching import BatchScheduler
+from relentless_fast.serving.config import BatchingOptions
+from relentless_fast.serving.errors import QUEUE_FULL, ServingError
+
+
+class Recorder:
+    """A run function that records the batch sizes it saw and can be held at a gate."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.entered.release()
+        self.gate.wait(10)
+        x = inputs["x"]
+        self.sizes.append(len(x))
+        return {"y": x * 2.0 + 1.0, "s": x.sum(axis=1)}
+
+
+def opts(**kw: object) -> BatchingOptions:
+    base: dict[str, object] = {
+        "max_batch_size": 8,
+        "batch_timeout_micros": 20_000,
+        "max_enqueued_batches": 2,
+        "num_batch_threads": 1,
+        "allowed_batch_sizes": (2, 4, 8),
+    }
+    base.update(kw)
+    return BatchingOptions(**base)  # type: ignore[arg-type]
+
+
+def rows(n: int, start: float) -> dict[str, np.ndarray]:
+    return {"x": (start + np.arange(n * 3, dtype=np.float32)).reshape(n, 3)}
+
+
+def test_tasks_merge_pad_and_split() -> None:
+    rec = Recorder()
+    s = BatchScheduler(rec, opts())
+    try:
+        a, b = rows(1, 0.0), rows(2, 100.0)
+        fa, fb = s.submit(a, 1), s.submit(b, 2)
+        ra, rb = fa.result(5), fb.result(5)
+        np.testing.assert_array_equal(ra["y"], a["x"] * 2 + 1)
+        np.testing.assert_array_equal(rb["y"], b["x"] * 2 + 1)
+        np.testing.assert_array_equal(rb["s"], b["x"].sum(axis=1))
+        assert rec.sizes == [4]  # 3 rows padded to the allowed size 4
+        assert s.stats.padded_rows == 1 and s.stats.tasks == 2 and s.stats.batches == 1
+    finally:
+        s.stop()
+
+
+def test_full_batch_runs_before_timeout() -> None:
+    rec = Recorder()
+    s = BatchScheduler(rec, opts(batch_timeout_micros=5_000_000))
+    try:
+        t0 = time.monotonic()
+        futs = [s.submit(rows(2, i * 10.0), 2) for i in range(4)]  # 8 rows: full
+        for f in futs:
+            f.result(5)
+        assert time.monotonic() - t0 < 4.0  # did not wait for the 5 s timeout
+        assert rec.sizes == [8]
+    finally:
+        s.stop()
+
+
+def test_task_that_does_not_fit_opens_a_new_batch() -> None:
+    rec = Recorder()
+    s = BatchScheduler(rec, opts(max_enqueued_batches=4))
+    try:
+        futs = [s.submit(rows(5, 0.0), 5), s.submit(rows(5, 50.0), 5)]
+        for f in futs:
+            f.result(5)
+        assert sorted(rec.sizes) == [8, 8]  # 5 padded to 8, twice
+    finally:
+        s.stop()
+
+
+def test_queue_full_is_unavailable() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    s = BatchScheduler(rec, opts(max_enqueued_batches=2, batch_timeout_micros=0))
+    try:
+        first = s.submit(rows(8, 0.0), 8)  # taken by the only thread, held at the gate
+        assert rec.entered.acquire(timeout=5)
+        queued = [s.submit(rows(8, 1.0), 8), s.submit(rows(8, 2.0), 8)]  # fills 2 slots
+        with pytest.raises(ServingError) as err:
+            s.submit(rows(1, 3.0), 1)
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        assert err.value.message == QUEUE_FULL
+        assert err.value.http_status == 503
+        assert s.stats.rejected_full == 1
+        rec.gate.set()
+        for f in [first, *queued]:
+            f.result(5)
+    finally:
+        rec.gate.set()
+        s.stop()
+
+
+def test_oversized_task_refused() -> None:
+    s = BatchScheduler(Recorder(), opts())
+    try:
+        with pytest.raises(ServingError) as err:
+            s.submit(rows(9, 0.0), 9)
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        s.stop()
+
+
+def test_failed_batch_fails_its_tasks_only() -> None:
+    calls = {"n": 0}
+
+    def flaky(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return {"y": inputs["x"]}
+
+    s = BatchScheduler(flaky, opts(batch_timeout_micros=0))
+    try:
+        with pytest.raises(ServingError) as err:
+            s.submit(rows(1, 0.0), 1).result(5)
+        assert err.value.code == grpc.StatusCode.INTERNAL
+        np.testing.assert_array_equal(s.submit(rows(1, 5.0), 1).result(5)["y"], rows(1, 5.0)["x"])
+    finally:
+        s.stop()
