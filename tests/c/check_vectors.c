@@ -144,6 +144,13 @@ static void finish(entry *e) {
     else fail(e, "unknown section");
 }
 
+/* Copies at most cap - 1 bytes of src and terminates dst. */
+static void copy_text(char *dst, size_t cap, const char *src) {
+    size_t i;
+    for (i = 0; i + 1 < cap && src[i] != '\0'; i++) dst[i] = src[i];
+    dst[i] = '\0';
+}
+
 static int unhex(const char *s, unsigned char *out, size_t *n) {
     size_t len = strlen(s), i;
     if (len % 2 != 0 || len / 2 > MAX_BYTES) return 0;
@@ -192,11 +199,11 @@ int main(int argc, char **argv) {
         if (val[0] == '"') {
             char *end = strrchr(val + 1, '"');
             if (end) *end = '\0';
-            if (strcmp(key, "name") == 0) strncpy(e->name, val + 1, sizeof e->name - 1);
-            else if (strcmp(key, "error") == 0) strncpy(e->error, val + 1, sizeof e->error - 1);
+            if (strcmp(key, "name") == 0) copy_text(e->name, sizeof e->name, val + 1);
+            else if (strcmp(key, "error") == 0) copy_text(e->error, sizeof e->error, val + 1);
             else if (strcmp(key, "hex") == 0 && !unhex(val + 1, e->bytes, &e->nbytes)) fail(e, "bad hex");
         } else if (e->nkeys < 32) {
-            strncpy(e->keys[e->nkeys], key, sizeof e->keys[0] - 1);
+            copy_text(e->keys[e->nkeys], sizeof e->keys[0], key);
             e->v[e->nkeys++] = strtoull(val, NULL, 0);
         }
     }

@@ -16,11 +16,11 @@ import crc32c
 
 HERE = Path(__file__).resolve().parent
 BODY = struct.Struct(">HBBIQQQIIIIBBHHHI")  # bytes 0..60; floats as raw u32 bits
-FIELDS = (
-    "action symbol_id sequence event_ts_ns emit_ts_ns confidence_bits price_target_bits "
-    "stop_loss_bits position_size_bits risk_score urgency strategy_id model_version flags "
-    "context_version"
-).split()
+FIELDS = [
+    "action", "symbol_id", "sequence", "event_ts_ns", "emit_ts_ns", "confidence_bits",
+    "price_target_bits", "stop_loss_bits", "position_size_bits", "risk_score", "urgency",
+    "strategy_id", "model_version", "flags", "context_version",
+]  # fmt: skip
 
 
 def f32(x: float) -> int:
@@ -35,40 +35,91 @@ def signal(magic: int = 0x5246, version: int = 1, **f: int) -> bytes:
 VALID: list[dict[str, Any]] = [
     dict(
         name="buy_basic",
-        action=1, symbol_id=7, sequence=42,
-        event_ts_ns=1_700_000_000_123_456_789, emit_ts_ns=1_700_000_000_123_500_000,
-        confidence_bits=f32(0.75), price_target_bits=f32(187.25), stop_loss_bits=f32(180.5),
-        position_size_bits=f32(0.5), risk_score=64, urgency=255, strategy_id=3, model_version=2,
-        flags=0x0009, context_version=20_240_601,
+        action=1,
+        symbol_id=7,
+        sequence=42,
+        event_ts_ns=1_700_000_000_123_456_789,
+        emit_ts_ns=1_700_000_000_123_500_000,
+        confidence_bits=f32(0.75),
+        price_target_bits=f32(187.25),
+        stop_loss_bits=f32(180.5),
+        position_size_bits=f32(0.5),
+        risk_score=64,
+        urgency=255,
+        strategy_id=3,
+        model_version=2,
+        flags=0x0009,
+        context_version=20_240_601,
     ),
     dict(
         name="hold_all_zero",
-        action=0, symbol_id=0, sequence=1, event_ts_ns=0, emit_ts_ns=0, confidence_bits=0,
-        price_target_bits=0, stop_loss_bits=0, position_size_bits=0, risk_score=0, urgency=0,
-        strategy_id=0, model_version=0, flags=0, context_version=0,
+        action=0,
+        symbol_id=0,
+        sequence=1,
+        event_ts_ns=0,
+        emit_ts_ns=0,
+        confidence_bits=0,
+        price_target_bits=0,
+        stop_loss_bits=0,
+        position_size_bits=0,
+        risk_score=0,
+        urgency=0,
+        strategy_id=0,
+        model_version=0,
+        flags=0,
+        context_version=0,
     ),
     dict(
         name="sell_all_max",
-        action=2, symbol_id=0xFFFFFFFF, sequence=0xFFFFFFFFFFFFFFFF,
-        event_ts_ns=0xFFFFFFFFFFFFFFFF, emit_ts_ns=0xFFFFFFFFFFFFFFFF,
-        confidence_bits=f32(1.0), price_target_bits=f32(167772.15), stop_loss_bits=f32(-1.5),
-        position_size_bits=f32(1.0), risk_score=255, urgency=255, strategy_id=0xFFFF,
-        model_version=0xFFFF, flags=0x001F, context_version=0xFFFFFFFF,
+        action=2,
+        symbol_id=0xFFFFFFFF,
+        sequence=0xFFFFFFFFFFFFFFFF,
+        event_ts_ns=0xFFFFFFFFFFFFFFFF,
+        emit_ts_ns=0xFFFFFFFFFFFFFFFF,
+        confidence_bits=f32(1.0),
+        price_target_bits=f32(167772.15),
+        stop_loss_bits=f32(-1.5),
+        position_size_bits=f32(1.0),
+        risk_score=255,
+        urgency=255,
+        strategy_id=0xFFFF,
+        model_version=0xFFFF,
+        flags=0x001F,
+        context_version=0xFFFFFFFF,
     ),
     dict(
         name="special_floats",
-        action=1, symbol_id=123_456, sequence=987_654_321,
-        event_ts_ns=1_764_000_000_000_000_001, emit_ts_ns=1_764_000_000_000_000_999,
-        confidence_bits=0x7FC00000, price_target_bits=0x7F800000, stop_loss_bits=0xFF800000,
-        position_size_bits=0x80000000, risk_score=1, urgency=128, strategy_id=513,
-        model_version=65_535, flags=0x0010, context_version=7,
+        action=1,
+        symbol_id=123_456,
+        sequence=987_654_321,
+        event_ts_ns=1_764_000_000_000_000_001,
+        emit_ts_ns=1_764_000_000_000_000_999,
+        confidence_bits=0x7FC00000,
+        price_target_bits=0x7F800000,
+        stop_loss_bits=0xFF800000,
+        position_size_bits=0x80000000,
+        risk_score=1,
+        urgency=128,
+        strategy_id=513,
+        model_version=65_535,
+        flags=0x0010,
+        context_version=7,
     ),
 ]
 
 FLOAT_NOTES = {
-    f32(0.75): "0.75", f32(187.25): "187.25", f32(180.5): "180.5", f32(0.5): "0.5",
-    f32(1.0): "1.0", f32(167772.15): "167772.15625 (f32 of 167772.15)", f32(-1.5): "-1.5",
-    0x7FC00000: "NaN", 0x7F800000: "+inf", 0xFF800000: "-inf", 0x80000000: "-0.0", 0: "0.0",
+    f32(0.75): "0.75",
+    f32(187.25): "187.25",
+    f32(180.5): "180.5",
+    f32(0.5): "0.5",
+    f32(1.0): "1.0",
+    f32(167772.15): "167772.15625 (f32 of 167772.15)",
+    f32(-1.5): "-1.5",
+    0x7FC00000: "NaN",
+    0x7F800000: "+inf",
+    0xFF800000: "-inf",
+    0x80000000: "-0.0",
+    0: "0.0",
 }
 
 
@@ -88,14 +139,15 @@ def emit(section: str, entries: list[dict[str, Any]], lines: list[str]) -> None:
             if k.endswith("_bits"):
                 note = f"  # {FLOAT_NOTES.get(v, '?')}"
                 v = f"0x{v:08X}"
-            lines.append(f"{k} = {v if isinstance(v, str) and v.startswith('0x') else toml_value(v)}{note}")
+            text = v if isinstance(v, str) and v.startswith("0x") else toml_value(v)
+            lines.append(f"{k} = {text}{note}")
         lines.append("")
 
 
 def signal_vectors() -> str:
     lines = [
-        "# Signal layout v1 test vectors (generated by generate.py from struct + crc32c; do not edit).",
-        "# [[valid]]: field values (floats as IEEE-754 binary32 bit patterns) and the 64 wire bytes.",
+        "# Signal layout v1 test vectors (generated by generate.py: struct + crc32c; do not edit).",
+        "# [[valid]]: field values (floats as IEEE-754 binary32 bit patterns) and the wire bytes.",
         "# [[invalid]]: a buffer of one or more signals that must be rejected with `error` at the",
         "# byte `offset` of the offending signal (error: magic | version | crc | action | length).",
         "",
@@ -118,14 +170,20 @@ def signal_vectors() -> str:
         dict(name="bad_version_2", hex=signal(version=2, **base).hex(), error="version", offset=0),
         dict(name="payload_bit_flip", hex=bytes(bad_crc).hex(), error="crc", offset=0),
         dict(name="stored_crc_bit_flip", hex=bytes(bad_stored_crc).hex(), error="crc", offset=0),
-        dict(name="bad_action_3", hex=signal(**{**base, "action": 3}).hex(), error="action", offset=0),
+        dict(
+            name="bad_action_3", hex=signal(**{**base, "action": 3}).hex(), error="action", offset=0
+        ),
         dict(
             name="second_signal_bad_crc",
-            hex=(good[1] + bytes(bad_crc)).hex(), error="crc", offset=64,
+            hex=(good[1] + bytes(bad_crc)).hex(),
+            error="crc",
+            offset=64,
         ),
         dict(
             name="third_signal_bad_magic",
-            hex=(good[0] + good[1] + signal(magic=0, **base)).hex(), error="magic", offset=128,
+            hex=(good[0] + good[1] + signal(magic=0, **base)).hex(),
+            error="magic",
+            offset=128,
         ),
         dict(name="truncated_63", hex=good[0][:63].hex(), error="length", offset=0),
         dict(name="one_and_a_half", hex=(good[0] + good[1][:32]).hex(), error="length", offset=64),
@@ -134,11 +192,16 @@ def signal_vectors() -> str:
     return "\n".join(lines)
 
 
-def mold(session: str, seq: int, count: int, msgs: list[bytes] = ()) -> bytes:  # type: ignore[assignment]
+def mold(session: str, seq: int, count: int, msgs: tuple[bytes, ...] | list[bytes] = ()) -> bytes:
     out = session.encode().ljust(10) + struct.pack(">QH", seq, count)
     for m in msgs:
         out += struct.pack(">H", len(m)) + m
     return out
+
+
+def seq20(n: int) -> bytes:
+    """A SoupBinTCP sequence-number field: decimal, right-justified, space-padded to 20."""
+    return str(n).rjust(20).encode()
 
 
 def soup(ptype: str, payload: bytes = b"") -> bytes:
@@ -153,62 +216,162 @@ def framing_vectors() -> str:
         "# Text fields are given without padding; `messages`/`payload` are hex.",
         "",
     ]
-    emit("moldudp64", [
-        dict(name="one_signal", hex=mold("SIG0001", 42, 1, [sig]).hex(), kind="data",
-             session="SIG0001", sequence=42, count=1, messages=[sig.hex()]),
-        dict(name="three_signals", hex=mold("SIG0001", 42, 3, sigs).hex(), kind="data",
-             session="SIG0001", sequence=42, count=3, messages=[s.hex() for s in sigs]),
-        dict(name="mixed_lengths", hex=mold("ABCDEFGHIJ", 7, 3, [b"", b"x", b"hello"]).hex(),
-             kind="data", session="ABCDEFGHIJ", sequence=7, count=3,
-             messages=["", b"x".hex(), b"hello".hex()]),
-        dict(name="heartbeat", hex=mold("SIG0001", 43, 0).hex(), kind="heartbeat",
-             session="SIG0001", sequence=43, count=0, messages=[]),
-        dict(name="end_of_session", hex=mold("SIG0001", 43, 0xFFFF).hex(), kind="end_of_session",
-             session="SIG0001", sequence=43, count=0xFFFF, messages=[]),
-        dict(name="request_42_x5", hex=mold("SIG0001", 42, 5).hex(), kind="request",
-             session="SIG0001", sequence=42, count=5, messages=[]),
-    ], lines)
+    emit(
+        "moldudp64",
+        [
+            dict(
+                name="one_signal",
+                hex=mold("SIG0001", 42, 1, [sig]).hex(),
+                kind="data",
+                session="SIG0001",
+                sequence=42,
+                count=1,
+                messages=[sig.hex()],
+            ),
+            dict(
+                name="three_signals",
+                hex=mold("SIG0001", 42, 3, sigs).hex(),
+                kind="data",
+                session="SIG0001",
+                sequence=42,
+                count=3,
+                messages=[s.hex() for s in sigs],
+            ),
+            dict(
+                name="mixed_lengths",
+                hex=mold("ABCDEFGHIJ", 7, 3, [b"", b"x", b"hello"]).hex(),
+                kind="data",
+                session="ABCDEFGHIJ",
+                sequence=7,
+                count=3,
+                messages=["", b"x".hex(), b"hello".hex()],
+            ),
+            dict(
+                name="heartbeat",
+                hex=mold("SIG0001", 43, 0).hex(),
+                kind="heartbeat",
+                session="SIG0001",
+                sequence=43,
+                count=0,
+                messages=[],
+            ),
+            dict(
+                name="end_of_session",
+                hex=mold("SIG0001", 43, 0xFFFF).hex(),
+                kind="end_of_session",
+                session="SIG0001",
+                sequence=43,
+                count=0xFFFF,
+                messages=[],
+            ),
+            dict(
+                name="request_42_x5",
+                hex=mold("SIG0001", 42, 5).hex(),
+                kind="request",
+                session="SIG0001",
+                sequence=42,
+                count=5,
+                messages=[],
+            ),
+        ],
+        lines,
+    )
     one = mold("SIG0001", 42, 1, [sig])
-    emit("moldudp64_invalid", [
-        dict(name="short_header", hex=one[:19].hex(), offset=19),
-        dict(name="truncated_payload", hex=one[:-1].hex(), offset=20),
-        dict(name="missing_length", hex=mold("SIG0001", 42, 2, [sig]).hex(), offset=86),
-        dict(name="trailing_byte", hex=(one + b"\x00").hex(), offset=86),
-        dict(name="heartbeat_with_data", hex=(mold("SIG0001", 43, 0) + b"\x00\x01x").hex(), offset=20),
-        dict(name="end_of_session_with_data",
-             hex=(mold("SIG0001", 43, 0xFFFF) + b"\x00\x00").hex(), offset=20),
-    ], lines)
-    seq20 = lambda n: str(n).rjust(20).encode()  # noqa: E731
-    emit("soupbintcp", [
-        dict(name="login_request_alice", type="L",
-             hex=soup("L", b"alice " + b"secret    " + b" " * 10 + seq20(1)).hex(),
-             username="alice", password="secret", session="", sequence=1),
-        dict(name="login_request_full", type="L",
-             hex=soup("L", b"ABCDEF" + b"0123456789" + b"SESSION001" + seq20(12345678901234567890)).hex(),
-             username="ABCDEF", password="0123456789", session="SESSION001",
-             sequence=12345678901234567890),
-        dict(name="login_accepted", type="A",
-             hex=soup("A", b"    SIG001" + seq20(43)).hex(), session="SIG001", sequence=43),
-        dict(name="login_rejected_not_authorized", type="J", hex=soup("J", b"A").hex(),
-             reject_reason="A"),
-        dict(name="login_rejected_session", type="J", hex=soup("J", b"S").hex(), reject_reason="S"),
-        dict(name="sequenced_signal", type="S", hex=soup("S", sig).hex(), payload=sig.hex()),
-        dict(name="unsequenced", type="U", hex=soup("U", b"order").hex(), payload=b"order".hex()),
-        dict(name="debug", type="+", hex=soup("+", b"hello soup").hex(), payload=b"hello soup".hex()),
-        dict(name="server_heartbeat", type="H", hex=soup("H").hex()),
-        dict(name="end_of_session", type="Z", hex=soup("Z").hex()),
-        dict(name="client_heartbeat", type="R", hex=soup("R").hex()),
-        dict(name="logout_request", type="O", hex=soup("O").hex()),
-    ], lines)
-    emit("soupbintcp_invalid", [
-        dict(name="unknown_type", hex=soup("Q").hex(), offset=2),
-        dict(name="zero_length", hex="0000", offset=0),
-        dict(name="heartbeat_with_payload", hex=soup("H", b"x").hex(), offset=0),
-        dict(name="login_accepted_short", hex=soup("A", b"S" * 10 + b"1").hex(), offset=0),
-        dict(name="sequence_not_digits", hex=soup("A", b"    SIG001" + b"12a".rjust(20)).hex(),
-             offset=32),
-        dict(name="bad_reject_reason", hex=soup("J", b"X").hex(), offset=3),
-    ], lines)
+    emit(
+        "moldudp64_invalid",
+        [
+            dict(name="short_header", hex=one[:19].hex(), offset=19),
+            dict(name="truncated_payload", hex=one[:-1].hex(), offset=20),
+            dict(name="missing_length", hex=mold("SIG0001", 42, 2, [sig]).hex(), offset=86),
+            dict(name="trailing_byte", hex=(one + b"\x00").hex(), offset=86),
+            dict(
+                name="heartbeat_with_data",
+                hex=(mold("SIG0001", 43, 0) + b"\x00\x01x").hex(),
+                offset=20,
+            ),
+            dict(
+                name="end_of_session_with_data",
+                hex=(mold("SIG0001", 43, 0xFFFF) + b"\x00\x00").hex(),
+                offset=20,
+            ),
+        ],
+        lines,
+    )
+    emit(
+        "soupbintcp",
+        [
+            dict(
+                name="login_request_alice",
+                type="L",
+                hex=soup("L", b"alice " + b"secret    " + b" " * 10 + seq20(1)).hex(),
+                username="alice",
+                password="secret",
+                session="",
+                sequence=1,
+            ),
+            dict(
+                name="login_request_full",
+                type="L",
+                hex=soup(
+                    "L", b"ABCDEF" + b"0123456789" + b"SESSION001" + seq20(12345678901234567890)
+                ).hex(),
+                username="ABCDEF",
+                password="0123456789",
+                session="SESSION001",
+                sequence=12345678901234567890,
+            ),
+            dict(
+                name="login_accepted",
+                type="A",
+                hex=soup("A", b"    SIG001" + seq20(43)).hex(),
+                session="SIG001",
+                sequence=43,
+            ),
+            dict(
+                name="login_rejected_not_authorized",
+                type="J",
+                hex=soup("J", b"A").hex(),
+                reject_reason="A",
+            ),
+            dict(
+                name="login_rejected_session",
+                type="J",
+                hex=soup("J", b"S").hex(),
+                reject_reason="S",
+            ),
+            dict(name="sequenced_signal", type="S", hex=soup("S", sig).hex(), payload=sig.hex()),
+            dict(
+                name="unsequenced", type="U", hex=soup("U", b"order").hex(), payload=b"order".hex()
+            ),
+            dict(
+                name="debug",
+                type="+",
+                hex=soup("+", b"hello soup").hex(),
+                payload=b"hello soup".hex(),
+            ),
+            dict(name="server_heartbeat", type="H", hex=soup("H").hex()),
+            dict(name="end_of_session", type="Z", hex=soup("Z").hex()),
+            dict(name="client_heartbeat", type="R", hex=soup("R").hex()),
+            dict(name="logout_request", type="O", hex=soup("O").hex()),
+        ],
+        lines,
+    )
+    emit(
+        "soupbintcp_invalid",
+        [
+            dict(name="unknown_type", hex=soup("Q").hex(), offset=2),
+            dict(name="zero_length", hex="0000", offset=0),
+            dict(name="heartbeat_with_payload", hex=soup("H", b"x").hex(), offset=0),
+            dict(name="login_accepted_short", hex=soup("A", b"S" * 10 + b"1").hex(), offset=0),
+            dict(
+                name="sequence_not_digits",
+                hex=soup("A", b"    SIG001" + b"12a".rjust(20)).hex(),
+                offset=32,
+            ),
+            dict(name="bad_reject_reason", hex=soup("J", b"X").hex(), offset=3),
+        ],
+        lines,
+    )
     return "\n".join(lines)
 
 

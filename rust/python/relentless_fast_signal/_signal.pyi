@@ -1,7 +1,7 @@
 """64-byte trading-signal codec (layout v1) with MoldUDP64 and SoupBinTCP framing (Rust)."""
 
 from collections.abc import Sequence
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,9 @@ __all__ = [
     "unpack_into",
     "validate",
 ]
+
+#: Anything exporting the buffer protocol, numpy arrays included.
+_BufferLike: TypeAlias = Buffer | npt.NDArray[Any]
 
 __version__: Final[str]
 #: "release" or "debug": benchmarks refuse debug builds.
@@ -101,7 +104,7 @@ class FramingError(ValueError):
     def __init__(self, message: str, offset: int) -> None: ...
     def __reduce__(self) -> tuple[type[FramingError], tuple[str, int]]: ...
 
-def crc32c(data: Buffer, value: int = 0) -> int:
+def crc32c(data: _BufferLike, value: int = 0) -> int:
     """CRC-32C (Castagnoli) of ``data``, continuing from ``value`` (0 to start)."""
 
 def pack_signal(
@@ -127,7 +130,7 @@ def pack_signal(
     for an action other than 0/1/2 or a reserved flag bit.
     """
 
-def pack_into(records: npt.NDArray[np.void], out: Buffer, offset: int = 0) -> int:
+def pack_into(records: npt.NDArray[np.void], out: _BufferLike, offset: int = 0) -> int:
     """Pack every record of ``records`` (``SIGNAL_RECORD_DTYPE``) into ``out[offset:]``.
 
     ``out`` is any writable C-contiguous buffer (bytearray, numpy uint8 array, memoryview), reused
@@ -140,17 +143,17 @@ def pack_into(records: npt.NDArray[np.void], out: Buffer, offset: int = 0) -> in
 def pack(records: npt.NDArray[np.void]) -> bytes:
     """Like ``pack_into`` into new ``bytes``."""
 
-def validate(buf: Buffer) -> int:
+def validate(buf: _BufferLike) -> int:
     """Validate every signal in ``buf`` (length, magic, version, CRC, action); return the count."""
 
-def unpack(buf: Buffer) -> npt.NDArray[np.void]:
+def unpack(buf: _BufferLike) -> npt.NDArray[np.void]:
     """Validate ``buf`` and decode it into a new ``SIGNAL_RECORD_DTYPE`` array.
 
     Raises ``SignalFormatError`` naming the byte offset of the first bad signal (or of the
     trailing partial signal when the length is not a multiple of 64).
     """
 
-def unpack_into(buf: Buffer, records: npt.NDArray[np.void]) -> int:
+def unpack_into(buf: _BufferLike, records: npt.NDArray[np.void]) -> int:
     """Validate ``buf`` and decode it into ``records[:n]`` (preallocated); return ``n``."""
 
 @final
@@ -178,7 +181,7 @@ class MoldUDP64Encoder:
         """Bytes ``encode_signals`` needs for ``n_signals`` signals."""
 
     def encode_signals(
-        self, signals: Buffer, out: Buffer, offset: int = 0
+        self, signals: _BufferLike, out: _BufferLike, offset: int = 0
     ) -> list[tuple[int, int]]:
         """Frame packed signals into ``out[offset:]``; return ``(offset, length)`` per packet.
 
@@ -219,7 +222,7 @@ class MoldUDP64Packet:
 
     def __len__(self) -> int: ...
 
-def moldudp64_decode(packet: Buffer) -> MoldUDP64Packet:
+def moldudp64_decode(packet: _BufferLike) -> MoldUDP64Packet:
     """Decode one datagram: downstream packet, heartbeat, end of session or 20-byte request."""
 
 def moldudp64_request(session: str, sequence: int, count: int) -> bytes:
@@ -236,9 +239,9 @@ class SoupBinTCPPacket:
     @staticmethod
     def login_rejected(reason: str) -> SoupBinTCPPacket: ...
     @staticmethod
-    def sequenced_data(payload: Buffer) -> SoupBinTCPPacket: ...
+    def sequenced_data(payload: _BufferLike) -> SoupBinTCPPacket: ...
     @staticmethod
-    def unsequenced_data(payload: Buffer) -> SoupBinTCPPacket: ...
+    def unsequenced_data(payload: _BufferLike) -> SoupBinTCPPacket: ...
     @staticmethod
     def login_request(
         username: str, password: str, session: str = "", sequence: int = 0
@@ -271,10 +274,10 @@ class SoupBinTCPPacket:
     def __eq__(self, other: object, /) -> bool: ...
     __hash__: Any
 
-def soupbintcp_decode(packet: Buffer) -> SoupBinTCPPacket:
+def soupbintcp_decode(packet: _BufferLike) -> SoupBinTCPPacket:
     """Decode exactly one complete packet (length prefix included)."""
 
-def soupbintcp_encode_signals(signals: Buffer, out: Buffer, offset: int = 0) -> int:
+def soupbintcp_encode_signals(signals: _BufferLike, out: _BufferLike, offset: int = 0) -> int:
     """Write one ``S`` packet (67 bytes) per 64-byte signal into ``out[offset:]``; return bytes."""
 
 @final
@@ -287,7 +290,7 @@ class SoupBinTCPDecoder:
     """
 
     def __new__(cls) -> SoupBinTCPDecoder: ...
-    def feed(self, data: Buffer) -> list[SoupBinTCPPacket]: ...
+    def feed(self, data: _BufferLike) -> list[SoupBinTCPPacket]: ...
     @property
     def pending(self) -> int: ...
     @property
