@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import numpy.typing as npt
 
-from relentless_fast._features import FeatureKernel
 from relentless_fast.features.schema import (
     FEATURE_NAMES,
     FEATURE_SCHEMA_VERSION,
@@ -20,6 +21,9 @@ from relentless_fast.features.schema import (
     NEUTRAL_VALUES,
     RATE_TAU_S,
 )
+
+if TYPE_CHECKING:
+    from relentless_fast._features import FeatureKernel
 
 __all__ = [
     "FEATURE_NAMES",
@@ -29,6 +33,16 @@ __all__ = [
     "FeatureKernel",
     "bar_features",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: schema and reference import without the native module (and without an import cycle,
+    # since the native module itself imports the schema).
+    if name == "FeatureKernel":
+        from relentless_fast._features import FeatureKernel
+
+        return FeatureKernel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def bar_features(
@@ -61,5 +75,7 @@ def bar_features(
         if trade_count is None
         else np.ascontiguousarray(trade_count, dtype=np.uint64)
     )
+    from relentless_fast._features import FeatureKernel
+
     kernel = FeatureKernel(None, 1, rate_tau_s=rate_tau_s)
     return kernel.run_bars(0, ts, f64(high), f64(low), f64(close), f64(volume), f64(vwap), counts)
