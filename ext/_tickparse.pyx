@@ -1,4 +1,4 @@
-# cython: freethreading_compatible = False
+# cython: auto_pickle=False, autotestdict=False
 """Alpaca market-data v2 frames (JSON or msgpack) parsed straight into per-kind numpy ring buffers.
 
 A scanner specialised to the Alpaca schema: one pass over the frame's bytes, no Python object per
@@ -19,14 +19,14 @@ from _records cimport (
     KIND_TRADE, N_KINDS,
 )
 
-import collections
-from collections.abc import Mapping
+import collections as _collections
+from collections.abc import Mapping as _Mapping
 
-import numpy as np
-import orjson
+import numpy as _np
+import orjson as _orjson
 
-from relentless_fast.records import DTYPES, Kind
-from relentless_fast.symbols import MAX_SYMBOL_BYTES, SymbolTable
+from relentless_fast.records import DTYPES as _DTYPES, Kind as _Kind
+from relentless_fast.symbols import MAX_SYMBOL_BYTES as _MAX_SYMBOL_BYTES, SymbolTable as _SymbolTable
 
 ctypedef unsigned char uchar
 
@@ -127,6 +127,7 @@ ctypedef struct FieldSpec:
     Py_ssize_t offset
 
 cdef enum:
+    SYM_MAX = 15  # relentless_fast.symbols.MAX_SYMBOL_BYTES, checked at import
     MAX_FIELDS = 12
     MAX_REC = 128
 
@@ -147,34 +148,34 @@ _KEY_IDS = {
 # (key, record field, type, flags) per kind, checked in this order after "S". The reference
 # decoder in tests/reference_decoder.py states the same schema independently.
 _FIELDS = {
-    Kind.TRADE: [("t", "ts_ns", F_TS, R_REQ), ("i", "trade_id", F_ID, R_REQ),
+    _Kind.TRADE: [("t", "ts_ns", F_TS, R_REQ), ("i", "trade_id", F_ID, R_REQ),
                  ("p", "price", F_PRICE, R_REQ), ("s", "size", F_SIZE, R_REQ),
                  ("c", "conditions", F_CONDS, 0), ("x", "exchange", F_CODE, 0),
                  ("z", "tape", F_CODE, 0)],
-    Kind.QUOTE: [("t", "ts_ns", F_TS, R_REQ), ("bp", "bid_price", F_PRICE, R_REQ),
+    _Kind.QUOTE: [("t", "ts_ns", F_TS, R_REQ), ("bp", "bid_price", F_PRICE, R_REQ),
                  ("ap", "ask_price", F_PRICE, R_REQ), ("bs", "bid_size", F_SIZE, R_REQ),
                  ("as", "ask_size", F_SIZE, R_REQ), ("c", "conditions", F_CONDS, 0),
                  ("bx", "bid_exchange", F_CODE, 0), ("ax", "ask_exchange", F_CODE, 0),
                  ("z", "tape", F_CODE, 0)],
-    Kind.BAR: [("t", "ts_ns", F_TS, R_REQ), ("o", "open", F_PRICE, R_REQ),
+    _Kind.BAR: [("t", "ts_ns", F_TS, R_REQ), ("o", "open", F_PRICE, R_REQ),
                ("h", "high", F_PRICE, R_REQ), ("l", "low", F_PRICE, R_REQ),
                ("c", "close", F_PRICE, R_REQ), ("v", "volume", F_SIZE, R_REQ),
                ("vw", "vwap", F_PRICE, R_NAN), ("n", "trade_count", F_COUNT, 0)],
-    Kind.CORRECTION: [("t", "ts_ns", F_TS, R_REQ), ("oi", "orig_id", F_ID, R_REQ),
+    _Kind.CORRECTION: [("t", "ts_ns", F_TS, R_REQ), ("oi", "orig_id", F_ID, R_REQ),
                       ("op", "orig_price", F_PRICE, R_REQ), ("os", "orig_size", F_SIZE, R_REQ),
                       ("ci", "corr_id", F_ID, R_REQ), ("cp", "corr_price", F_PRICE, R_REQ),
                       ("cs", "corr_size", F_SIZE, R_REQ), ("x", "exchange", F_CODE, 0),
                       ("z", "tape", F_CODE, 0)],
-    Kind.CANCEL: [("t", "ts_ns", F_TS, R_REQ), ("i", "trade_id", F_ID, R_REQ),
+    _Kind.CANCEL: [("t", "ts_ns", F_TS, R_REQ), ("i", "trade_id", F_ID, R_REQ),
                   ("p", "price", F_PRICE, R_REQ), ("s", "size", F_SIZE, R_REQ),
                   ("x", "exchange", F_CODE, 0), ("a", "action", F_CODE, 0),
                   ("z", "tape", F_CODE, 0)],
-    Kind.STATUS: [("t", "ts_ns", F_TS, R_REQ), ("sc", "status_code", F_STR4, R_REQ),
+    _Kind.STATUS: [("t", "ts_ns", F_TS, R_REQ), ("sc", "status_code", F_STR4, R_REQ),
                   ("rc", "reason_code", F_STR8, 0), ("z", "tape", F_CODE, 0)],
-    Kind.LULD: [("t", "ts_ns", F_TS, R_REQ), ("u", "limit_up", F_PRICE, R_REQ),
+    _Kind.LULD: [("t", "ts_ns", F_TS, R_REQ), ("u", "limit_up", F_PRICE, R_REQ),
                 ("d", "limit_down", F_PRICE, R_REQ), ("i", "indicator", F_CODE, 0),
                 ("z", "tape", F_CODE, 0)],
-    Kind.IMBALANCE: [("t", "ts_ns", F_TS, R_REQ), ("p", "price", F_PRICE, R_REQ),
+    _Kind.IMBALANCE: [("t", "ts_ns", F_TS, R_REQ), ("p", "price", F_PRICE, R_REQ),
                      ("z", "tape", F_CODE, 0)],
 }
 FIELDS = {kind: tuple((key, name) for key, name, _t, _f in spec) for kind, spec in _FIELDS.items()}
@@ -184,14 +185,14 @@ cdef void _init_specs() except *:
     global _OFF_BAR_TYPE
     cdef int k, j
     sizes = {
-        Kind.TRADE: sizeof(TradeRec), Kind.QUOTE: sizeof(QuoteRec), Kind.BAR: sizeof(BarRec),
-        Kind.CORRECTION: sizeof(CorrectionRec), Kind.CANCEL: sizeof(CancelRec),
-        Kind.STATUS: sizeof(StatusRec), Kind.LULD: sizeof(LuldRec),
-        Kind.IMBALANCE: sizeof(ImbalanceRec),
+        _Kind.TRADE: sizeof(TradeRec), _Kind.QUOTE: sizeof(QuoteRec), _Kind.BAR: sizeof(BarRec),
+        _Kind.CORRECTION: sizeof(CorrectionRec), _Kind.CANCEL: sizeof(CancelRec),
+        _Kind.STATUS: sizeof(StatusRec), _Kind.LULD: sizeof(LuldRec),
+        _Kind.IMBALANCE: sizeof(ImbalanceRec),
     }
     for kind, spec in _FIELDS.items():
         k = int(kind)
-        dt = DTYPES[kind]
+        dt = _DTYPES[kind]
         if dt.itemsize != sizes[kind] or dt.itemsize > MAX_REC:
             raise ImportError(f"{kind.name} dtype itemsize {dt.itemsize} != C struct {sizes[kind]}")
         _REC_SIZE[k] = dt.itemsize
@@ -205,10 +206,12 @@ cdef void _init_specs() except *:
             _SPECS[k][j].ftype = ftype
             _SPECS[k][j].flags = flags
             _SPECS[k][j].offset = dt.fields[name][1]
-    _OFF_BAR_TYPE = DTYPES[Kind.BAR].fields["bar_type"][1]
+    _OFF_BAR_TYPE = _DTYPES[_Kind.BAR].fields["bar_type"][1]
 
 
 _init_specs()
+if SYM_MAX != _MAX_SYMBOL_BYTES:
+    raise ImportError("SYM_MAX and relentless_fast.symbols.MAX_SYMBOL_BYTES disagree")
 
 # ---------------------------------------------------------------------------------------------
 # Small pure-C helpers (no Python API).
@@ -1250,17 +1253,17 @@ cdef class TickRings:
         self._data = []
         self._heads = []
         self._overflow = []
-        for kind in Kind:
+        for kind in _Kind:
             k = int(kind)
-            if isinstance(capacity, Mapping):
+            if isinstance(capacity, _Mapping):
                 cap = int(capacity.get(kind, DEFAULT_CAPACITY))
             else:
                 cap = int(capacity)
             if cap < 1:
                 raise ValueError(f"capacity of {kind.name} must be >= 1, got {cap}")
-            data = np.zeros((self.n_symbols, 2 * cap), dtype=DTYPES[kind])
-            heads = np.zeros(self.n_symbols, dtype=np.uint64)
-            ovf = np.zeros(self.n_symbols, dtype=np.uint64)
+            data = _np.zeros((self.n_symbols, 2 * cap), dtype=_DTYPES[kind])
+            heads = _np.zeros(self.n_symbols, dtype=_np.uint64)
+            ovf = _np.zeros(self.n_symbols, dtype=_np.uint64)
             self._data.append(data)
             self._heads.append(heads)
             self._overflow.append(ovf)
@@ -1273,24 +1276,24 @@ cdef class TickRings:
 
     def data(self, kind):
         """The mirrored ring array of ``kind``: shape ``(n_symbols, 2 * capacity)``."""
-        return self._data[int(Kind(kind))]
+        return self._data[int(_Kind(kind))]
 
     def heads(self, kind):
         """uint64[n_symbols]: records ever written per symbol for ``kind``."""
-        return self._heads[int(Kind(kind))]
+        return self._heads[int(_Kind(kind))]
 
     def overflow(self, kind):
         """uint64[n_symbols]: records overwritten (lost to readers) per symbol for ``kind``."""
-        return self._overflow[int(Kind(kind))]
+        return self._overflow[int(_Kind(kind))]
 
     def capacity(self, kind):
         """Ring capacity of ``kind`` (records kept per symbol)."""
-        return <Py_ssize_t>self._cap[int(Kind(kind))]
+        return <Py_ssize_t>self._cap[int(_Kind(kind))]
 
     def last(self, kind, symbol_id, n):
         """Zero-copy view of the last ``min(n, capacity, head)`` records of ``symbol_id``, oldest
         first. Valid until the next parse (see the class note)."""
-        cdef int k = int(Kind(kind))
+        cdef int k = int(_Kind(kind))
         cdef Py_ssize_t s = int(symbol_id)
         cdef Py_ssize_t want = int(n)
         cdef uint64_t h, cap, start
@@ -1364,7 +1367,7 @@ cdef class TickParser:
         cdef uint64_t pos
         cdef uchar key[16]
         cdef SymSlot* slot
-        syms = tuple(symbols.symbols if isinstance(symbols, SymbolTable) else symbols)
+        syms = tuple(symbols.symbols if isinstance(symbols, _SymbolTable) else symbols)
         if len(syms) != rings.n_symbols:
             raise ValueError(f"{len(syms)} symbols but the rings hold {rings.n_symbols}")
         self.rings = rings
@@ -1386,8 +1389,8 @@ cdef class TickParser:
             if not isinstance(sym, str):
                 raise TypeError(f"symbol {sym!r} is not a str")
             raw = sym.encode("utf-8")
-            if not raw or len(raw) > MAX_SYMBOL_BYTES:
-                raise ValueError(f"symbol {sym!r} must be 1..{MAX_SYMBOL_BYTES} bytes")
+            if not raw or len(raw) > _MAX_SYMBOL_BYTES:
+                raise ValueError(f"symbol {sym!r} must be 1..{_MAX_SYMBOL_BYTES} bytes")
             memset(key, 0, 16)
             memcpy(key, <const char*>raw, len(raw))
             slot = self._find(key, len(raw))
@@ -1397,15 +1400,15 @@ cdef class TickParser:
             memcpy(&slot.w1, key + 8, 8)
             slot.len = <int32_t>len(raw)
             slot.id = <int32_t>i
-        self._touched_arr = np.zeros(self.n_symbols, dtype=np.uint32)
+        self._touched_arr = _np.zeros(self.n_symbols, dtype=_np.uint32)
         self._touched = <uint32_t*><Py_ssize_t>self._touched_arr.ctypes.data
-        self._frame_counts_arr = np.zeros(N_KINDS, dtype=np.uint32)
+        self._frame_counts_arr = _np.zeros(N_KINDS, dtype=_np.uint32)
         self._fcounts = <uint32_t*><Py_ssize_t>self._frame_counts_arr.ctypes.data
-        self._records_arr = np.zeros(N_KINDS, dtype=np.uint64)
+        self._records_arr = _np.zeros(N_KINDS, dtype=_np.uint64)
         self._records = <uint64_t*><Py_ssize_t>self._records_arr.ctypes.data
-        self._drops_arr = np.zeros(N_REASONS, dtype=np.uint64)
+        self._drops_arr = _np.zeros(N_REASONS, dtype=_np.uint64)
         self._drops = <uint64_t*><Py_ssize_t>self._drops_arr.ctypes.data
-        self._controls = collections.deque(maxlen=max_controls)
+        self._controls = _collections.deque(maxlen=max_controls)
         self._epoch = 0
         self._n_touched = 0
 
@@ -1651,7 +1654,7 @@ cdef class TickParser:
             if mp:
                 msg = _mp_to_py(obj, obj_end, 0)[0]
             else:
-                msg = orjson.loads(PyBytes_FromStringAndSize(<const char*>obj, obj_end - obj))
+                msg = _orjson.loads(PyBytes_FromStringAndSize(<const char*>obj, obj_end - obj))
         except (ValueError, UnicodeDecodeError):
             self._drop(D_MALFORMED)
             return 0
@@ -1680,7 +1683,7 @@ cdef class TickParser:
             return
         memset(sym, 0, 16)
         slen = _str_bytes(v, sym, 16)
-        if slen > MAX_SYMBOL_BYTES:
+        if slen > SYM_MAX:
             self._drop(D_OVERLONG_SYMBOL)
             return
         slot = self._find(sym, slen)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from relentless_fast._tickparse import DROP_REASONS, TickParser, TickRings
 
+from relentless_fast._tickparse import DROP_REASONS, TickParser, TickRings
 from relentless_fast.records import DTYPES, Kind
 
 MAX_SYMBOL_BYTES = 15
@@ -207,7 +207,7 @@ def _convert(kind_type: str, value: Any) -> Any:  # noqa: C901 - one branch per 
 class FrameResult:
     """What one frame must produce."""
 
-    records: list[tuple[Kind, int, np.void]] = field(default_factory=list)
+    records: list[tuple[Kind, int, np.ndarray[Any, Any]]] = field(default_factory=list)
     touched: list[int] = field(default_factory=list)
     counts: list[int] = field(default_factory=lambda: [0] * len(Kind))
     drops: Counter[str] = field(default_factory=Counter)
@@ -313,7 +313,7 @@ class Pair:
         assert got == expected.drops
         assert self.parser.take_controls() == expected.controls
         assert self.parser.seq == self.ref.seq
-        by_slot: dict[tuple[Kind, int], list[np.void]] = defaultdict(list)
+        by_slot: dict[tuple[Kind, int], list[np.ndarray[Any, Any]]] = defaultdict(list)
         for kind, sid, rec in expected.records:
             by_slot[(kind, sid)].append(rec)
         for (kind, sid), recs in by_slot.items():

@@ -12,9 +12,9 @@ import msgpack
 import numpy as np
 import orjson
 import pytest
-from relentless_fast._tickparse import DROP_REASONS, FIELDS, TickParser, TickRings
 
 from relentless_fast import SymbolTable
+from relentless_fast._tickparse import DROP_REASONS, FIELDS, TickParser, TickRings
 from relentless_fast.feeds.synthetic import ALL_KINDS_MIX, SyntheticFeed, format_rfc3339
 from relentless_fast.records import DTYPES, N_KINDS, Kind
 from tests.reference_decoder import Pair, ReferenceDecoder, parse_rfc3339
@@ -222,7 +222,7 @@ def test_field_tables_cover_the_record_dtypes() -> None:
     assert len(DROP_REASONS) == len(set(DROP_REASONS))
     for kind in Kind:
         names = {name for _key, name in FIELDS[kind]}
-        assert names | {"seq", "bar_type"} >= set(DTYPES[kind].names) - {"seq"}, kind
+        assert names | {"seq", "bar_type"} >= set(DTYPES[kind].names or ()) - {"seq"}, kind
     assert len(FIELDS) == N_KINDS
 
 
