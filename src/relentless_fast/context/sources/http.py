@@ -60,23 +60,27 @@ class RetryPolicy:
 
 
 class RateLimiter:
-    """Spaces request starts at least ``1 / max_rps`` seconds apart (shared by concurrent tasks)."""
+    """Spaces request starts at least ``1 / max_rps`` seconds apart (shared by concurrent tasks).
+
+    The next slot is counted from the actual start of the previous request, so a late wake-up
+    never lets two requests start closer than the interval (at most ``max_rps`` in any second).
+    """
 
     def __init__(self, max_rps: float) -> None:
         if max_rps <= 0:
             raise ValueError(f"max_rps must be > 0, got {max_rps}")
         self.interval_s = 1.0 / max_rps
-        self._next = 0.0
+        self._last = -float("inf")
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        """Wait for this request's slot."""
+    async def acquire(self) -> float:
+        """Wait for this request's slot; returns its start time (``time.monotonic``)."""
         async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval_s
-        if start > now:
-            await asyncio.sleep(start - now)
+            wait = self._last + self.interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last = time.monotonic()
+            return self._last
 
 
 @dataclass
@@ -142,9 +146,9 @@ class SourceHttp:
         last: str = ""
         status: int | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
-            await self.limiter.acquire()
+            started = await self.limiter.acquire()
             self.stats.requests += 1
-            self.stats.start_times.append(time.monotonic())
+            self.stats.start_times.append(started)
             retry_after: float | None = None
             try:
                 resp = await self.client.get(url, params=params, headers=merged)

@@ -1,7 +1,8 @@
 """News: RSS 2.0 / Atom feeds, headlines matched to symbols and sectors, lexicon sentiment.
 
-Feeds are parsed with defusedxml. Items are deduplicated on ``guid`` / Atom ``id``, else ``link``,
-else title. Each headline (title plus the text of its description with tags stripped) is scored
+Feeds are parsed with defusedxml. Items are deduplicated on ``guid`` / Atom ``id``, else
+``link``, else title, else description. Each headline (title plus the text of its description
+with tags stripped) is scored
 with the packaged finance lexicon (:func:`load_lexicon`): the mean weight of matched terms, a
 negator flipping the next term, squashed to [-1, 1] with ``tanh``. A headline names a symbol when
 the ticker appears in upper case as a word (or as ``$TICKER``) or the company's short name appears;
@@ -151,7 +152,7 @@ def parse_feed(xml: bytes | str) -> list[Headline]:
         for item in root.iter("item"):
             title = _strip_html(_child_text(item, "title"))
             summary = _strip_html(_child_text(item, "description"))
-            uid = _child_text(item, "guid") or _child_text(item, "link") or title
+            uid = _child_text(item, "guid") or _child_text(item, "link") or title or summary
             _add(
                 out, seen, Headline(uid, title, summary, _parse_date(_child_text(item, "pubDate")))
             )
