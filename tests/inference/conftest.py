@@ -22,7 +22,8 @@ SHIPPED_MODEL_DIR = REPO_ROOT / "models" / "relentless_financial"
 @pytest.fixture(scope="session")
 def predict_pb2() -> ModuleType:
     """``tensorflow_serving.apis.predict_pb2`` (skips when the serve extra is absent)."""
-    return pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    module: ModuleType = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    return module
 
 
 @pytest.fixture(scope="session")

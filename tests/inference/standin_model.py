@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def _export(path: Path, seed: int) -> None:
     def weight(*shape: int) -> tf.Variable:
         return tf.Variable(rng.normal(0.0, 0.5, shape).astype(np.float32))
 
-    class Tiny(tf.Module):
+    class Tiny(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.w1 = weight(N_FEATURES + CONTEXT_DIM, HIDDEN)
@@ -56,7 +57,7 @@ def _export(path: Path, seed: int) -> None:
                 for name, shape in OUTPUT_TRAILING_SHAPES.items()
             }
 
-        @tf.function(
+        @tf.function(  # type: ignore[untyped-decorator]
             input_signature=[
                 tf.TensorSpec([None, N_FEATURES], tf.float32, name="ticks"),
                 tf.TensorSpec([None, CONTEXT_DIM], tf.float32, name="context"),
@@ -109,4 +110,4 @@ def saved_model_predict(
     return {k: v.numpy() for k, v in out.items()}
 
 
-_LOADED: dict[Path, object] = {}
+_LOADED: dict[Path, Any] = {}

@@ -56,7 +56,9 @@ class StandinServer:
             await self._server.stop(0)
             self._server = None
 
-    async def _predict(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _predict(
+        self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
         self.requests.append(request)
         req = self.pb.PredictRequest.FromString(request)
         spec = req.model_spec

@@ -80,9 +80,11 @@ class GrpcBackend:
         every resolved address).
     n_features, context_dim:
         Row widths of ``ticks`` and ``context``.
+    labels:
+        Labels requests can be sent for (TF Serving's ``version_labels``).
     versions:
-        Optional ``{label: version}``: select versions by number instead of by label (labels
-        are TF Serving's ``version_labels``; by default requests carry ``version_label``).
+        Optional ``{label: version}``: these labels select a version number instead (requests
+        carry ``model_spec.version``; the others carry ``version_label``).
     """
 
     name = "grpc"
@@ -115,7 +117,7 @@ class GrpcBackend:
                 version_label=None if label in self.versions else label,
                 signature_name=signature_name,
             )
-            for label in labels
+            for label in dict.fromkeys([*labels, *self.versions])
         }
         self._channels: list[_Channel] = []
         self._next = 0
