@@ -2,8 +2,9 @@
 """Incremental feature kernel: feature schema v1 rows from the tick rings, per touched symbol.
 
 Definitions, parameters and order live in ``relentless_fast.features.schema`` (checked at import);
-``docs/features.md`` explains the design. The inner loop runs without the GIL and creates no Python
-object per record: per-symbol state is one C struct, the rows are a preallocated float32[S, F].
+``docs/features.md`` explains the design. The inner loop is ``nogil`` (the GIL is released for frames
+touching 16 symbols or more) and creates no Python object per record: per-symbol state is one C
+struct, the rows are a preallocated float32[S, F].
 """
 
 from libc.math cimport exp, isfinite, log, log1p, sqrt
@@ -72,8 +73,6 @@ for _i, _v in enumerate(_schema.NEUTRAL_VALUES):
 cdef int64_t DAY_NS = 86400000000000
 cdef enum:
     NOGIL_MIN_SYMBOLS = 16
-cdef int TICK_KINDS[4]
-TICK_KINDS[:] = [KIND_TRADE, KIND_QUOTE, KIND_CORRECTION, KIND_CANCEL]
 
 cdef size_t REC_SIZE[N_KINDS]
 REC_SIZE[KIND_TRADE] = sizeof(TradeRec)
