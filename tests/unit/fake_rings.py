@@ -104,9 +104,12 @@ def alpaca_message(kind: Kind, symbol: str, f: dict[str, Any]) -> dict[str, Any]
         return {"T": "x", "S": symbol, "i": f["trade_id"], "x": "V", "p": f["price"],
                 "s": f["size"], "a": "C", "z": "C", "t": t}  # fmt: skip
     if kind is Kind.BAR:
-        return {"T": chr(f["bar_type"]), "S": symbol, "o": f["open"], "h": f["high"],
-                "l": f["low"], "c": f["close"], "v": f["volume"], "n": f["trade_count"],
-                "vw": f["vwap"], "t": t}  # fmt: skip
+        msg = {"T": chr(int(f["bar_type"])), "S": symbol, "o": float(f["open"]),
+               "h": float(f["high"]), "l": float(f["low"]), "c": float(f["close"]),
+               "v": float(f["volume"]), "n": int(f["trade_count"]), "t": t}  # fmt: skip
+        if np.isfinite(f["vwap"]):  # absent "vw" is stored as NaN
+            msg["vw"] = float(f["vwap"])
+        return msg
     raise ValueError(kind)
 
 

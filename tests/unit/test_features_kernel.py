@@ -395,9 +395,10 @@ def test_bars_before_1970_match_reference() -> None:
     assert rows[0, IX["time_of_day"]] == pytest.approx((minutes - 570) / 390, abs=1e-6)
 
 
-def test_bars_from_rings_equal_run_bars() -> None:
+@pytest.mark.parametrize("feed_cls", FEEDS)
+def test_bars_from_rings_equal_run_bars(feed_cls: Any) -> None:
     b = _bars(np.random.default_rng(6), 120)
-    feed = FakeFeed(2, {Kind.BAR: 256})
+    feed = feed_cls(2, {Kind.BAR: 256})
     events: list[Event] = []
     for i in range(120):
         fields = {k: v[i] for k, v in b.items()} | {"open": b["close"][i], "bar_type": ord("b")}
