@@ -230,7 +230,11 @@ def moldudp64_request(session: str, sequence: int, count: int) -> bytes:
 
 @final
 class SoupBinTCPPacket:
-    """One SoupBinTCP 3.00 logical packet; build with the static constructors, send ``encode()``."""
+    """One SoupBinTCP 3.00 logical packet; build with the static constructors, send ``encode()``.
+
+    Equality compares content; ``offset`` and the implicit sequence of an ``S`` packet (where it
+    was seen in a stream) are not part of it.
+    """
 
     @staticmethod
     def debug(text: str) -> SoupBinTCPPacket: ...

@@ -294,7 +294,7 @@ fn moldudp64_request<'py>(
 /// One SoupBinTCP 3.00 logical packet (either direction). Build with the static constructors,
 /// send with `encode()`; decoders return these.
 #[pyclass(module = "relentless_fast_signal._signal", frozen, eq)]
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 struct SoupBinTCPPacket {
     ptype: u8,
     payload: Vec<u8>,
@@ -305,6 +305,23 @@ struct SoupBinTCPPacket {
     reject_reason: Option<u8>,
     offset: u64,
 }
+
+/// Equality is the packet's content: the stream `offset` and the implicit sequence number of an
+/// `S` packet describe where it was seen, not what it is.
+impl PartialEq for SoupBinTCPPacket {
+    fn eq(&self, other: &Self) -> bool {
+        let carries_sequence = matches!(self.ptype, soup::LOGIN_ACCEPTED | soup::LOGIN_REQUEST);
+        self.ptype == other.ptype
+            && self.payload == other.payload
+            && self.session == other.session
+            && self.username == other.username
+            && self.password == other.password
+            && self.reject_reason == other.reject_reason
+            && (!carries_sequence || self.sequence == other.sequence)
+    }
+}
+
+impl Eq for SoupBinTCPPacket {}
 
 impl SoupBinTCPPacket {
     fn blank(ptype: u8) -> Self {
