@@ -8,6 +8,7 @@ agree within ``rtol=1e-6, atol=1e-6`` (a few float32 ulps). Counters must agree 
 from __future__ import annotations
 
 import math
+import tracemalloc
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -176,6 +177,24 @@ def test_many_small_frames_equal_one_big_frame() -> None:
     _feed_one(big, big_feed, events)
     np.testing.assert_array_equal(small.features, big.features)  # bit-identical
     assert small.counters() == big.counters()
+
+
+def test_update_allocates_no_python_object_per_record() -> None:
+    rng = np.random.default_rng(4)
+    events = random_stream(rng, 50, 6000, mean_gap_s=0.01)
+    feed = FakeFeed(50, 1024)
+    kernel = FeatureKernel(feed.rings, 50)
+    _feed_one(kernel, feed, events[:100])  # warm: binds the touched array
+    ids, n = feed.push(events[100:])
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        consumed = kernel.update(ids, n)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert consumed == 5900
+    assert peak < 1024  # a few objects at most (the result int), not one per record
 
 
 # -- hand-computed values ----------------------------------------------------------------------
