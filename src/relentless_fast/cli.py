@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "relentless_fast.training.cli",
     "relentless_fast.serving.cli",
     "relentless_fast.feeds.cli",
+    "relentless_fast.outputs.cli",
 )
 
 
