@@ -189,8 +189,9 @@ def test_update_allocates_no_python_object_per_record() -> None:
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
         consumed = kernel.update(ids, n)
-        _, peak = tracemalloc.get_traced_memory()
+        peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
     assert consumed == 5900
