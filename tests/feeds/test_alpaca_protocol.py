@@ -16,6 +16,8 @@ from relentless_fast.feeds.alpaca import (
     ERROR_POLICY,
     AlpacaFeed,
     AlpacaFeedConfig,
+    _JsonSession,
+    _Session,
     classify_error,
     is_data_frame,
     msgpack_loads,
@@ -192,3 +194,32 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         assert all(ceiling * 0.5 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered
     assert feed.backoff_delay(10_000) <= 8.0
+
+
+def fast_path_takes(encoding: FrameEncoding, payload: bytes) -> bool:
+    """Whether a session's hot path hands ``payload`` straight to the sink."""
+    config = AlpacaFeedConfig(quotes=("A",), encoding=encoding)
+    sink = CollectingSink()
+    feed = AlpacaFeed(config, sink)
+    session = (_JsonSession if encoding is JSON else _Session)(feed)
+    slow: list[bytes] = []
+    setattr(feed, "_on_other", lambda s, p, ts, n: slow.append(bytes(p)))  # noqa: B010
+    session.on_payload(memoryview(payload), 1)
+    assert len(sink.frames) + len(slow) == 1
+    return bool(sink.frames)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=24), st.sampled_from([b"", b'[{"T":"', b"\x91\x83\xa1T\xa1"]))
+def test_session_hot_path_agrees_with_is_data_frame(tail: bytes, head: bytes) -> None:
+    payload = head + tail
+    for encoding in (JSON, MSGPACK):
+        assert fast_path_takes(encoding, payload) == is_data_frame(payload, encoding)
+
+
+def test_session_hot_path_on_documented_frames(shared_fixtures: Path) -> None:
+    for frame in documented_frames(shared_fixtures):
+        assert fast_path_takes(JSON, frame) == (not is_control(frame))
+        if not is_control(frame):
+            assert fast_path_takes(MSGPACK, json_frame_to_msgpack(frame))
+        assert not fast_path_takes(MSGPACK, msgpack.packb([{"T": "error", "code": 1}]))

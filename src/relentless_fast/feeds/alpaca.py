@@ -58,6 +58,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_time_ns = time.time_ns
+_TEXT: Final = WSMsgType.TEXT
+_BINARY: Final = WSMsgType.BINARY
+
 CHANNELS: Final = (
     "trades",
     "quotes",
@@ -88,8 +92,6 @@ ERROR_POLICY: Final[dict[int, str]] = {
 """What the client does on each documented error code; unknown codes are retried."""
 
 _CONTROL_TYPES: Final = frozenset(("success", "error", "subscription"))
-_JSON_DATA_PREFIX: Final = b'[{"T":"'
-_QUOTE: Final = 0x22
 
 
 def classify_error(code: int, message: str) -> FeedError:
@@ -104,38 +106,41 @@ def is_data_frame(payload: BytesLike, encoding: FrameEncoding) -> bool:
     ``False`` means "possibly control": the caller decodes it to be sure. Control frames hold
     ``success``/``error``/``subscription``; every data type is one letter. Looks at <= 16 bytes.
     """
-    n = len(payload)
     if encoding is FrameEncoding.JSON:
-        # Compact server output: [{"T":"t",...  -> byte 8 closes a one-letter type.
-        return n > 9 and payload[8] == _QUOTE and payload[:7] == _JSON_DATA_PREFIX
-    return _msgpack_first_type_is_letter(payload, n)
+        return _json_first_type_is_letter(payload)
+    return _msgpack_first_type_is_letter(payload, len(payload))
+
+
+def _json_first_type_is_letter(p: BytesLike) -> bool:
+    # Compact server output starts [{"T":"x" and byte 8 closes a one-letter type; control types
+    # have a letter there. Same test as _JsonSession.on_payload (kept in step by a test).
+    return len(p) > 8 and p[8] == 0x22 and p[6] == 0x22 and p[3] == 0x54
 
 
 def _msgpack_first_type_is_letter(p: BytesLike, n: int) -> bool:
-    if n < 6:
+    # array (fix/16/32) -> map (fix/16/32) -> key fixstr "T" (a1 54) -> value fixstr of length 1
+    try:
+        b0 = p[0]
+        if 0x91 <= b0 <= 0x9F:
+            i = 1
+        elif b0 == 0xDC:
+            i = 3
+        elif b0 == 0xDD:
+            i = 5
+        else:
+            return False
+        m = p[i]
+        if 0x81 <= m <= 0x8F:
+            i += 1
+        elif m == 0xDE:
+            i += 3
+        elif m == 0xDF:
+            i += 5
+        else:
+            return False
+        return p[i] == 0xA1 and p[i + 1] == 0x54 and p[i + 2] == 0xA1
+    except IndexError:
         return False
-    b0 = p[0]
-    if 0x91 <= b0 <= 0x9F:
-        i = 1
-    elif b0 == 0xDC:
-        i = 3
-    elif b0 == 0xDD:
-        i = 5
-    else:
-        return False
-    if i + 5 > n:
-        return False
-    m = p[i]
-    if 0x81 <= m <= 0x8F:
-        i += 1
-    elif m == 0xDE:
-        i += 3
-    elif m == 0xDF:
-        i += 5
-    else:
-        return False
-    # key fixstr "T" (a1 54), value fixstr of length 1 (a1 ..)
-    return i + 3 <= n and p[i] == 0xA1 and p[i + 1] == 0x54 and p[i + 2] == 0xA1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -252,34 +257,71 @@ _CHANNEL_ATTRS: Final = (
 
 
 class _Session(WSListener):
-    """One WebSocket connection; forwards everything to the feed."""
+    """One WebSocket connection. Data frames are delivered here (the hot path); the rest goes
+    to the feed."""
 
     def __init__(self, feed: AlpacaFeed) -> None:
         self.feed = feed
         self.transport: WSTransport | None = None
         self.fragments: bytearray | None = None
         self.phase = FeedState.CONNECTING
+        self.active = True
+        # Resolved once: the hot path only calls these.
+        self.counters = feed.counters
+        self.sink_on_frame = feed.sink.on_frame
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        recv_ts_ns = time.time_ns()
+        recv_ts_ns = _time_ns()
         msg_type = frame.msg_type
-        if frame.fin and (msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY):
-            self.feed._on_payload(
-                self, frame.get_payload_as_memoryview(), recv_ts_ns, frame.payload_size
-            )
+        if frame.fin and (msg_type is _TEXT or msg_type is _BINARY):
+            self.on_payload(frame.get_payload_as_memoryview(), recv_ts_ns)
         elif msg_type is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
-        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+        elif msg_type is _TEXT or msg_type is _BINARY:
             self.fragments = bytearray(frame.get_payload_as_memoryview())
         elif msg_type is WSMsgType.CONTINUATION and self.fragments is not None:
             self.fragments += frame.get_payload_as_memoryview()
             if frame.fin:
                 whole, self.fragments = self.fragments, None
-                self.feed._on_payload(self, memoryview(whole), recv_ts_ns, len(whole))
+                self.on_payload(memoryview(whole), recv_ts_ns)
+
+    def on_payload(self, payload: memoryview, recv_ts_ns: int) -> None:
+        """Data straight to the sink; anything else to the feed's slow path."""
+        if not self.active:
+            return
+        try:  # msgpack: fixarray or array16, fixmap, key "T" (a1 54), one-letter value (a1 ..)
+            b0 = payload[0]
+            i = 1 if 0x91 <= b0 <= 0x9F else 3 if b0 == 0xDC else 0
+            is_data = (
+                i > 0
+                and 0x81 <= payload[i] <= 0x8F
+                and payload[i + 1] == 0xA1
+                and payload[i + 2] == 0x54
+                and payload[i + 3] == 0xA1
+            )
+        except IndexError:
+            is_data = False
+        if is_data or _msgpack_first_type_is_letter(payload, len(payload)):
+            self.deliver(payload, recv_ts_ns)
+        else:
+            self.feed._on_other(self, payload, recv_ts_ns, len(payload))
+
+    def deliver(self, payload: memoryview, recv_ts_ns: int) -> None:
+        """Count and hand a data frame to the sink (a sink exception drops only the frame)."""
+        feed = self.feed
+        if feed._stale:
+            feed._resume()
+        counters = self.counters
+        counters.data_frames += 1
+        counters.data_bytes += len(payload)
+        try:
+            self.sink_on_frame(payload, recv_ts_ns)
+        except Exception:
+            feed._sink_failed()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.feed._on_disconnected(self)
@@ -293,8 +335,26 @@ class _Session(WSListener):
             self.transport.send(WSMsgType.TEXT, orjson.dumps(message))
 
     def close(self) -> None:
+        self.active = False
         if self.transport is not None and not self.transport.is_disconnected:
             self.transport.disconnect(graceful=False)
+
+
+class _JsonSession(_Session):
+    """JSON specialisation of the data check (the common case)."""
+
+    def on_payload(self, payload: memoryview, recv_ts_ns: int) -> None:
+        """Data straight to the sink; anything else to the feed's slow path."""
+        if not self.active:
+            return
+        try:  # compact server output: [{"T":"x"  (bytes 3, 6 and 8 decide)
+            is_data = payload[8] == 0x22 and payload[6] == 0x22 and payload[3] == 0x54
+        except IndexError:
+            is_data = False
+        if is_data:
+            self.deliver(payload, recv_ts_ns)
+        else:
+            self.feed._on_other(self, payload, recv_ts_ns, len(payload))
 
 
 _U8: Final = struct.Struct(">B")
@@ -509,7 +569,7 @@ class AlpacaFeed(Feed):
         self._done = done = loop.create_future()
         self._stale = False
         self._set_state(FeedState.CONNECTING, cfg.url)
-        session = _Session(self)
+        session = _JsonSession(self) if self.encoding is FrameEncoding.JSON else _Session(self)
         self._session = session
         try:
             await asyncio.wait_for(
@@ -559,18 +619,6 @@ class AlpacaFeed(Feed):
             self._end_session(error)
 
     # ---- frames ----------------------------------------------------------------------------
-
-    def _on_payload(
-        self, session: _Session, payload: memoryview, recv_ts_ns: int, size: int
-    ) -> None:
-        if session is not self._session:
-            return
-        if is_data_frame(payload, self.encoding):
-            if self._stale:
-                self._resume()
-            self._deliver(payload, recv_ts_ns, size)
-            return
-        self._on_other(session, payload, recv_ts_ns, size)
 
     def _on_other(self, session: _Session, payload: memoryview, recv_ts_ns: int, size: int) -> None:
         try:
