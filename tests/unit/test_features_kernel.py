@@ -457,12 +457,20 @@ def test_run_bars_continues_state_and_fills_out() -> None:
 def test_reset_forgets_state_and_skips_buffered_records() -> None:
     events = _trades([10.0, 11.0, 12.0], [1.0, 1.0, 1.0])
     feed = FakeFeed(2, 64)
-    kernel = FeatureKernel(feed.rings, 2)
-    _feed_one(kernel, feed, events)
-    feed.push(_trades([13.0], [1.0], t0=WINTER_OPEN + 100 * NS))  # buffered, not yet consumed
+    kernel, ref = _pair(feed, 2)
+    for frame in (events, _trades([13.0], [1.0], t0=WINTER_OPEN + 100 * NS)):
+        ids, n = feed.push(frame)
+        if frame is events:  # the second frame stays buffered, not consumed
+            kernel.update(ids, n)
+            ref.update(ids, n)
     kernel.reset(0)
+    ref.reset(0)
     np.testing.assert_array_equal(kernel.row(0), sc.NEUTRAL_VALUES)
-    _feed_one(kernel, feed, _trades([20.0, 21.0], [1.0, 1.0], t0=WINTER_OPEN + 200 * NS))
+    ids, n = feed.push(_trades([20.0, 21.0], [1.0, 1.0], t0=WINTER_OPEN + 200 * NS))
+    kernel.update(ids, n)
+    ref.update(ids, n)
+    _assert_rows(kernel, ref)
+    np.testing.assert_array_equal(kernel.cursors(), ref.cursors)
     row = kernel.row(0)
     assert row[IX["history_frac"]] == pytest.approx(0.02)  # only the two new trades
     assert row[IX["ret_1"]] == pytest.approx(math.log(21 / 20), rel=1e-6)

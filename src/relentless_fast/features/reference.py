@@ -207,6 +207,14 @@ class ReferenceFeatures:
         out[ix["history_frac"]] = min(n, sc.HISTORY_FULL) / sc.HISTORY_FULL
         return out.astype(np.float32)
 
+    def reset(self, symbol_id: int) -> None:
+        """Forget a symbol's state; records already in the rings are skipped."""
+        self.states[symbol_id] = SymbolState()
+        if self._rings is not None:
+            for kind in (Kind.BAR,) if self.bars else _TICK_KINDS:
+                self.cursors[kind, symbol_id] = self._rings.heads(kind)[symbol_id]
+        self.features[symbol_id] = sc.NEUTRAL_VALUES
+
     # -- ring consumption --------------------------------------------------------------------
     def _new_records(self, kind: Kind, sid: int) -> npt.NDArray[np.void]:
         assert self._rings is not None
