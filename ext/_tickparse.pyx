@@ -83,9 +83,11 @@ cdef enum:
     VT_OTHER = 9    # bool, object/map, bin, other ext
 
 cdef enum:
-    FL_INT = 1
-    FL_ESC = 2
-    FL_MP = 4
+    FL_INT = 1      # JSON number without fraction or exponent
+    FL_ESC = 2      # JSON string with escapes
+    FL_MP = 4       # msgpack array (p = first element, n = count)
+    FL_NEG = 8      # JSON number with a minus sign
+    FL_SLOW = 16    # JSON number with more than 19 significant digits: strtod / _json_uint
 
 ctypedef struct Val:
     int vt
@@ -217,16 +219,20 @@ if SYM_MAX != _MAX_SYMBOL_BYTES:
 # Small pure-C helpers (no Python API).
 
 cdef uchar _WS[256]
+cdef int _KEY1[256]         # key id of each one-byte key, -1 for the others
 cdef uchar _STR_STOP[256]   # '"', '\\' and control characters end the fast string loop
 cdef double _POW10[23]
 
 
 cdef void _init_tables() noexcept:
     cdef int c
+    cdef uchar cc
     cdef double x = 1.0
     for c in range(256):
         _WS[c] = c == 32 or c == 9 or c == 10 or c == 13
         _STR_STOP[c] = c == 34 or c == 92 or c < 32
+        cc = <uchar>c
+        _KEY1[c] = _key_id(&cc, 1)
     for c in range(23):
         _POW10[c] = x
         x *= 10.0
@@ -266,8 +272,18 @@ cdef inline int _hex4(const uchar* p, const uchar* end, uint32_t* out) noexcept 
     return E_OK
 
 
-cdef const uchar* _scan_string(const uchar* p, const uchar* end, int* flags, int* err) noexcept nogil:
+cdef inline const uchar* _scan_string(const uchar* p, const uchar* end, int* flags,
+                                     int* err) noexcept nogil:
     """``p`` just after the opening quote; returns the closing quote or NULL (err set)."""
+    while p < end and not _STR_STOP[p[0]]:
+        p += 1
+    if p < end and p[0] == 34:
+        return p
+    return _scan_string_slow(p, end, flags, err)
+
+
+cdef const uchar* _scan_string_slow(const uchar* p, const uchar* end, int* flags,
+                                    int* err) noexcept nogil:
     cdef uchar c
     cdef uint32_t cp, lo
     cdef int r
@@ -459,80 +475,99 @@ cdef double _slow_double(const uchar* p, Py_ssize_t n) noexcept nogil:
     return d
 
 
-cdef double _json_double(const uchar* p, Py_ssize_t n) noexcept nogil:
-    """Correctly rounded value of a validated JSON number literal (Clinger fast path, else strtod)."""
-    cdef const uchar* s = p
-    cdef const uchar* end = p + n
-    cdef bint neg = False
+cdef inline const uchar* _lex_number(const uchar* p, const uchar* end, Val* v,
+                                     int* err) noexcept nogil:
+    """Validate the JSON number at ``p`` and keep its decimal mantissa (up to 19 significant
+    digits) and exponent in ``v`` (u, i), so the value needs no second pass."""
+    cdef const uchar* start = p
     cdef uint64_t m = 0
-    cdef int nd = 0, e10 = 0, ex = 0
+    cdef int nd = 0, e10 = 0, ex = 0, flags = FL_INT
     cdef bint eneg = False
-    cdef double d
-    if s[0] == 45:
-        neg = True
-        s += 1
-    while s < end and s[0] >= 48 and s[0] <= 57:
-        if nd > 0 or s[0] != 48:
-            nd += 1
-        m = m * 10 + (s[0] - 48)
-        s += 1
-        if nd > 19:
-            return _slow_double(p, n)
-    if s < end and s[0] == 46:
-        s += 1
-        while s < end and s[0] >= 48 and s[0] <= 57:
-            if nd > 0 or s[0] != 48:
-                nd += 1
-            m = m * 10 + (s[0] - 48)
-            e10 -= 1
-            s += 1
-            if nd > 19:
-                return _slow_double(p, n)
-    if s < end:  # exponent
-        s += 1
-        if s[0] == 45:
-            eneg = True
-            s += 1
-        elif s[0] == 43:
-            s += 1
-        while s < end:
-            if ex < 100000:
-                ex = ex * 10 + (s[0] - 48)
-            s += 1
-        e10 += -ex if eneg else ex
-    if m == 0:
-        return -0.0 if neg else 0.0
-    if m <= ((<uint64_t>1) << 53) and e10 >= -22 and e10 <= 22:
-        d = <double>m
-        if e10 >= 0:
-            d = d * _POW10[e10]
-        else:
-            d = d / _POW10[-e10]
-        return -d if neg else d
-    return _slow_double(p, n)
-
-
-cdef inline int _json_int(const uchar* p, Py_ssize_t n, int64_t* out) noexcept nogil:
-    """Integer literal to int64: 0 ok, -1 out of range."""
-    cdef const uchar* end = p + n
-    cdef bint neg = False
-    cdef uint64_t m = 0, lim
-    cdef uint64_t dgt
+    cdef uchar c
     if p[0] == 45:
-        neg = True
+        flags |= FL_NEG
         p += 1
-    lim = <uint64_t>INT64_MAX + (1 if neg else 0)
-    while p < end:
-        dgt = p[0] - 48
-        if m > (lim - dgt) // 10:
-            return -1
-        m = m * 10 + dgt
+        if p >= end:
+            err[0] = E_TRUNCATED
+            return NULL
+    c = p[0]
+    if c == 48:
         p += 1
-    if neg:
-        out[0] = <int64_t>(0 - m)
+    elif c >= 49 and c <= 57:
+        while p < end and p[0] >= 48 and p[0] <= 57:
+            if nd < 19:
+                m = m * 10 + (p[0] - 48)
+                nd += 1
+            else:
+                flags |= FL_SLOW
+            p += 1
     else:
-        out[0] = <int64_t>m
-    return 0
+        err[0] = E_MALFORMED
+        return NULL
+    if p < end and p[0] == 46:
+        flags &= ~FL_INT
+        p += 1
+        if p >= end:
+            err[0] = E_TRUNCATED
+            return NULL
+        if not (p[0] >= 48 and p[0] <= 57):
+            err[0] = E_MALFORMED
+            return NULL
+        while p < end and p[0] >= 48 and p[0] <= 57:
+            c = p[0] - 48
+            if m == 0 and c == 0:
+                e10 -= 1
+            elif nd < 19:
+                m = m * 10 + c
+                nd += 1
+                e10 -= 1
+            else:
+                flags |= FL_SLOW
+            p += 1
+    if p < end and (p[0] == 101 or p[0] == 69):
+        flags &= ~FL_INT
+        p += 1
+        if p < end and (p[0] == 43 or p[0] == 45):
+            eneg = p[0] == 45
+            p += 1
+        if p >= end:
+            err[0] = E_TRUNCATED
+            return NULL
+        if not (p[0] >= 48 and p[0] <= 57):
+            err[0] = E_MALFORMED
+            return NULL
+        while p < end and p[0] >= 48 and p[0] <= 57:
+            if ex < 100000:
+                ex = ex * 10 + (p[0] - 48)
+            p += 1
+        e10 += -ex if eneg else ex
+    if p >= end:
+        err[0] = E_TRUNCATED
+        return NULL
+    v.vt = VT_NUM
+    v.flags = flags
+    v.u = m
+    v.i = e10
+    v.p = start
+    v.n = p - start
+    return p
+
+
+cdef inline double _num_double(const Val* v) noexcept nogil:
+    """Correctly rounded double of a lexed JSON number (Clinger's fast path, else strtod)."""
+    cdef double d
+    cdef int64_t e10 = v.i
+    if not (v.flags & FL_SLOW):
+        if v.u == 0:
+            return -0.0 if v.flags & FL_NEG else 0.0
+        if v.u <= ((<uint64_t>1) << 53) and e10 >= -22 and e10 <= 22:
+            d = <double>v.u
+            if e10 >= 0:
+                d = d * _POW10[e10]
+            else:
+                d = d / _POW10[-e10]
+            return -d if v.flags & FL_NEG else d
+    return _slow_double(v.p, v.n)
 
 
 cdef inline int _json_uint(const uchar* p, Py_ssize_t n, uint64_t* out) noexcept nogil:
@@ -747,13 +782,7 @@ cdef inline const uchar* _json_capture(const uchar* p, const uchar* end, Val* v,
         v.n = q - (p + 1)
         return q + 1
     if c == 45 or (c >= 48 and c <= 57):
-        q = _scan_number(p, end, &v.flags, err)
-        if q == NULL:
-            return NULL
-        v.vt = VT_NUM
-        v.p = p
-        v.n = q - p
-        return q
+        return _lex_number(p, end, v, err)
     q = _json_skip(p, end, 0, err)
     if q == NULL:
         return NULL
@@ -836,15 +865,22 @@ cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint
         if p[0] != 34:
             err[0] = E_MALFORMED
             return NULL
-        flags = 0
-        q = _scan_string(p + 1, end, &flags, err)
-        if q == NULL:
-            return NULL
-        if flags & FL_ESC:
-            klen = _unescape(p + 1, q - p - 1, kbuf, 4)
-            kid = _key_id(kbuf, klen) if klen <= 4 else -1
+        if end - p > 3 and p[2] == 34 and not _STR_STOP[p[1]]:  # one-byte key
+            kid = _KEY1[p[1]]
+            q = p + 2
+        elif end - p > 4 and p[3] == 34 and not _STR_STOP[p[1]] and not _STR_STOP[p[2]]:
+            kid = _key_id(p + 1, 2)
+            q = p + 3
         else:
-            kid = _key_id(p + 1, q - p - 1)
+            flags = 0
+            q = _scan_string(p + 1, end, &flags, err)
+            if q == NULL:
+                return NULL
+            if flags & FL_ESC:
+                klen = _unescape(p + 1, q - p - 1, kbuf, 4)
+                kid = _key_id(kbuf, klen) if klen <= 4 else -1
+            else:
+                kid = _key_id(p + 1, q - p - 1)
         p = _ws(q + 1, end)
         if p >= end:
             err[0] = E_TRUNCATED
@@ -1146,7 +1182,7 @@ cdef const uchar* _mp_object(const uchar* p, const uchar* end, Py_ssize_t npairs
 
 cdef inline int _get_double(const Val* v, double* out) noexcept nogil:
     if v.vt == VT_NUM:
-        out[0] = _json_double(v.p, v.n)
+        out[0] = _num_double(v)
     elif v.vt == VT_FLOAT:
         out[0] = v.f
     elif v.vt == VT_INT:
@@ -1727,8 +1763,9 @@ cdef class TickParser:
             elif fs.ftype == F_ID:
                 if v.vt == VT_INT:
                     iv = v.i
-                elif v.vt == VT_NUM and v.flags & FL_INT and _json_int(v.p, v.n, &iv) == 0:
-                    pass
+                elif (v.vt == VT_NUM and (v.flags & (FL_INT | FL_SLOW)) == FL_INT
+                      and v.u <= <uint64_t>INT64_MAX + (1 if v.flags & FL_NEG else 0)):
+                    iv = <int64_t>(0 - v.u) if v.flags & FL_NEG else <int64_t>v.u
                 else:
                     self._drop(D_MISTYPED_FIELD)
                     return
@@ -1738,8 +1775,13 @@ cdef class TickParser:
                     uv = <uint64_t>v.i
                 elif v.vt == VT_UINT:
                     uv = v.u
-                elif v.vt == VT_NUM and v.flags & FL_INT and _json_uint(v.p, v.n, &uv) == 0:
-                    pass
+                elif v.vt == VT_NUM and v.flags & FL_INT and (v.u == 0 or not v.flags & FL_NEG):
+                    if v.flags & FL_SLOW:
+                        if _json_uint(v.p, v.n, &uv) != 0:
+                            self._drop(D_MISTYPED_FIELD)
+                            return
+                    else:
+                        uv = v.u
                 else:
                     self._drop(D_MISTYPED_FIELD)
                     return
