@@ -335,3 +335,39 @@ async def test_record_live_feed_then_replay_byte_for_byte(tmp_path: Path) -> Non
         async with running(config_for(server), again):
             await wait_until(lambda: len(again.frames) == 120)
     assert again.frames == frames
+
+
+async def test_offered_rate_repeat_and_send_times() -> None:
+    frames = json_frames(20)
+    config = ReplayServerConfig(frames=frames, rate_fps=400.0, repeat=3)
+    async with AlpacaReplayServer(config) as server:
+        sink = CollectingSink()
+        async with running(config_for(server), sink):
+            await wait_until(lambda: len(sink.frames) == 60, what="3 laps of 20 frames")
+        session = server.sessions[0]
+        assert sink.frames == frames * 3 == session.sent_frames
+        assert session.sent_count == 60
+        # Same clock on both sides: every frame is received after it was sent.
+        assert all(r >= s for r, s in zip(sink.recv_ts_ns, session.sent_ts_ns, strict=True))
+        spread_secs = (session.sent_ts_ns[-1] - session.sent_ts_ns[0]) / 1e9
+        assert spread_secs >= 0.1  # 59 gaps at 400 frames/s = 0.1475 s; loose lower bound
+
+
+async def test_send_log_can_be_turned_off() -> None:
+    config = ReplayServerConfig(frames=json_frames(10), log_sent=False)
+    async with AlpacaReplayServer(config) as server:
+        sink = CollectingSink()
+        async with running(config_for(server), sink):
+            await wait_until(lambda: len(sink.frames) == 10)
+        assert server.sessions[0].sent_frames == [] and server.sessions[0].sent_count == 10
+
+
+def test_server_config_errors_name_the_field() -> None:
+    for kwargs, field in (
+        ({"rate_fps": 0.0}, "rate_fps"),
+        ({"speed": -1.0}, "speed"),
+        ({"repeat": 0}, "repeat"),
+        ({"frames": [b"x"], "frame_times_ns": []}, "frame_times_ns"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            ReplayServerConfig(**kwargs)

@@ -94,7 +94,8 @@ def test_replay_serve_feeds_a_client(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result: list[int] = []
-    argv = ["replay", str(path), "--fast", "--serve", f"127.0.0.1:{port}", "--duration", "2"]
+    argv = ["replay", str(path), "--serve", f"127.0.0.1:{port}", "--duration", "2",
+            "--rate", "3000", "--repeat", "2"]  # fmt: skip
     thread = threading.Thread(target=lambda: result.append(run_cli(argv)))
     thread.start()
 
@@ -107,7 +108,7 @@ def test_replay_serve_feeds_a_client(tmp_path: Path) -> None:
         feed = AlpacaFeed(config, sink)
         task = asyncio.create_task(feed.run())
         for _ in range(400):
-            if len(sink.frames) >= len(frames):
+            if len(sink.frames) >= 2 * len(frames):
                 break
             await asyncio.sleep(0.005)
         feed.stop()
@@ -115,7 +116,7 @@ def test_replay_serve_feeds_a_client(tmp_path: Path) -> None:
         return sink.frames
 
     try:
-        assert asyncio.run(consume()) == frames
+        assert asyncio.run(consume()) == frames * 2
     finally:
         thread.join(10)
     assert result == [0]

@@ -16,9 +16,12 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relentless_fast.feeds.base import BytesLike, FeedFatalError, FeedState, FrameEncoding, NullSink
+
+if TYPE_CHECKING:
+    from relentless_fast.feeds.replay_server import ReplayServerConfig
 
 __all__ = ["register"]
 
@@ -65,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--serve", metavar="HOST:PORT", help="serve to clients instead of a summary (port 0: any)"
     )
     rep.add_argument("--duration", type=float, default=None, help="stop serving after SECS")
+    rep.add_argument(
+        "--rate", type=float, default=None, help="with --serve: offer FPS frames per second"
+    )
+    rep.add_argument("--repeat", type=int, default=1, help="with --serve: send the frames N times")
     rep.set_defaults(func=_replay_command)
 
 
@@ -164,6 +171,7 @@ def _stop_on_signals(event: asyncio.Event) -> None:
 
 def _replay_command(args: argparse.Namespace) -> int:
     from relentless_fast.feeds.recording import RecordingFormatError, open_recording
+    from relentless_fast.feeds.replay_server import ReplayServerConfig
 
     speed = None if args.fast else args.speed
     if speed is not None and speed <= 0:
@@ -179,7 +187,19 @@ def _replay_command(args: argparse.Namespace) -> int:
         if not host or not port.isdigit():
             print("replay: --serve wants HOST:PORT", file=sys.stderr)
             return 2
-        return _run(_serve(args.recording, host, int(port), speed, args.duration))
+        try:
+            config = ReplayServerConfig.from_recording(
+                args.recording,
+                speed=speed,
+                rate_fps=args.rate,
+                repeat=args.repeat,
+                max_sessions=1_000,
+                log_sent=False,
+            )
+        except ValueError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+        return _run(_serve(config, args.recording, host, int(port), args.duration))
     return _run(_summarise(args.recording, speed))
 
 
@@ -202,11 +222,10 @@ async def _summarise(path: Path, speed: float | None) -> int:
 
 
 async def _serve(
-    path: Path, host: str, port: int, speed: float | None, duration: float | None
+    config: ReplayServerConfig, path: Path, host: str, port: int, duration: float | None
 ) -> int:
-    from relentless_fast.feeds.replay_server import AlpacaReplayServer, ReplayServerConfig
+    from relentless_fast.feeds.replay_server import AlpacaReplayServer
 
-    config = ReplayServerConfig.from_recording(path, speed=speed, max_sessions=1_000)
     server = await AlpacaReplayServer(config).start(host, port)
     print(f"serving {path} ({len(config.frames)} frames) at {server.url}", flush=True)
     print("credentials: key 'test-key', secret 'test-secret'", flush=True)

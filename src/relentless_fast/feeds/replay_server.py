@@ -101,13 +101,30 @@ class ReplayServerConfig:
     speed: float | None = None
     """None: burst (as fast as the socket takes). With ``frame_times_ns``: recorded pace x speed."""
     frame_interval_secs: float = 0.0
-    """Fixed pause before each frame (slow frames); overrides ``speed``."""
+    """Fixed pause before each frame (slow frames); overrides ``rate_fps`` and ``speed``."""
+    rate_fps: float | None = None
+    """Offered rate in frames per second (frame i is due at start + i / rate; late frames go
+    out at once, so the average rate holds even though the loop sleeps in ~1 ms steps)."""
+    repeat: int = 1
+    """Send ``frames`` this many times in a row (long benchmark runs from a short list)."""
+    log_sent: bool = True
+    """Keep ``sent_frames`` and ``sent_ts_ns`` per session (turn off for long runs)."""
     abort_after_frames: int | None = None
     """Abruptly drop the connection (no close frame) after this many data frames, once flushed."""
     abort_sessions: int = 1
     """How many sessions (the first ones) ``abort_after_frames`` applies to."""
     slow_client_after_frames: int | None = None
     """Send 407 slow client and drop the connection after this many frames (first session)."""
+
+    def __post_init__(self) -> None:
+        if self.rate_fps is not None and not self.rate_fps > 0:
+            raise ValueError(f"rate_fps: must be > 0, got {self.rate_fps}")
+        if self.speed is not None and not self.speed > 0:
+            raise ValueError(f"speed: must be > 0 or None, got {self.speed}")
+        if self.repeat < 1:
+            raise ValueError(f"repeat: must be >= 1, got {self.repeat}")
+        if self.frame_times_ns is not None and len(self.frame_times_ns) != len(self.frames):
+            raise ValueError("frame_times_ns: one time per frame")
 
     @classmethod
     def from_recording(cls, path: str | Path, **kwargs: Any) -> ReplayServerConfig:
@@ -144,7 +161,10 @@ class ServerSession(WSListener):
         self.received: list[dict[str, Any]] = []
         """Client requests, decoded, in arrival order."""
         self.sent_frames: list[bytes] = []
-        """Data frames written to the socket, in order."""
+        """Data frames written to the socket, in order (if ``log_sent``)."""
+        self.sent_ts_ns: list[int] = []
+        """CLOCK_REALTIME ns just before each frame was written (if ``log_sent``)."""
+        self.sent_count = 0
         self.subscribed = asyncio.Event()
         self._fragments: bytearray | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -211,8 +231,11 @@ class ServerSession(WSListener):
         if self.transport is None or self.closed:
             return
         kind = WSMsgType.BINARY if self.encoding is FrameEncoding.MSGPACK else WSMsgType.TEXT
+        if self.server.config.log_sent:
+            self.sent_ts_ns.append(time.time_ns())
+            self.sent_frames.append(payload)
         self.transport.send(kind, payload)
-        self.sent_frames.append(payload)
+        self.sent_count += 1
 
     def close(self) -> None:
         """Close gracefully (WebSocket close frame)."""
@@ -321,35 +344,50 @@ class ServerSession(WSListener):
             self.send_error(404)
 
     async def _stream(self) -> None:
-        server = self.server
-        config = server.config
-        frames = server.frames_for(self.encoding)
+        config = self.server.config
+        frames = self.server.frames_for(self.encoding)
         abort_after = config.abort_after_frames if self.index < config.abort_sessions else None
         slow_after = config.slow_client_after_frames if self.index == 0 else None
-        times = config.frame_times_ns
-        paced = config.speed is not None and times is not None and config.frame_interval_secs <= 0
+        due = self._schedule(len(frames))
         start = time.monotonic()
-        for i, payload in enumerate(frames):
-            if self.closed:
-                return
-            if config.frame_interval_secs > 0:
-                await asyncio.sleep(config.frame_interval_secs)
-            elif paced and times is not None and config.speed is not None:
-                due = start + (times[i] - times[0]) / 1e9 / config.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            elif i % 64 == 63:
-                await asyncio.sleep(0)  # let the loop breathe during long bursts
-            self.send_data(payload)
-            sent = i + 1
-            if abort_after is not None and sent >= abort_after:
-                await self.flush_then_abort()
-                return
-            if slow_after is not None and sent >= slow_after:
-                self.send_error(407, close=False)
-                await self.flush_then_abort()
-                return
+        sent = 0
+        for _ in range(config.repeat):
+            for i, payload in enumerate(frames):
+                if self.closed:
+                    return
+                if config.frame_interval_secs > 0:
+                    await asyncio.sleep(config.frame_interval_secs)
+                elif due is not None:
+                    delay = start + due(sent, i) - time.monotonic()
+                    if delay > 0.0005:
+                        await asyncio.sleep(delay)
+                    elif sent % 64 == 63:
+                        await asyncio.sleep(0)
+                elif sent % 64 == 63:
+                    await asyncio.sleep(0)  # let the loop breathe during long bursts
+                self.send_data(payload)
+                sent += 1
+                if abort_after is not None and sent >= abort_after:
+                    await self.flush_then_abort()
+                    return
+                if slow_after is not None and sent >= slow_after:
+                    self.send_error(407, close=False)
+                    await self.flush_then_abort()
+                    return
+
+    def _schedule(self, n_frames: int) -> Callable[[int, int], float] | None:
+        """Seconds after the start at which frame (overall ``k``, index ``i``) is due."""
+        config = self.server.config
+        rate = config.rate_fps
+        if rate is not None:
+            return lambda k, i: k / rate
+        times, speed = config.frame_times_ns, config.speed
+        if speed is None or not times or n_frames == 0:
+            return None
+        first = times[0]
+        span = (times[-1] - first) / 1e9 / speed
+        lap = span + (span / max(1, n_frames - 1))  # a repeat starts one mean gap after the end
+        return lambda k, i: (k // n_frames) * lap + (times[i] - first) / 1e9 / speed
 
 
 class AlpacaReplayServer:
