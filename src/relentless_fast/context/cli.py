@@ -48,6 +48,15 @@ def register(subparsers: Any) -> None:
     back.set_defaults(func=_cmd_backfill)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m relentless_fast.context.cli ...``: the context command on its own."""
+    parser = argparse.ArgumentParser(prog="relentless-fast")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -120,7 +129,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return 1
     if args.rebuild:
         again = rebuild(cfg, dt.date.fromisoformat(ctx.as_of_date))
-        same = again is not None and again.SerializeToString() == ctx.SerializeToString()
+        same = again is not None and again == ctx
         print(f"# rebuild from stored payloads: {'identical' if same else 'DIFFERENT'}")
         if not same:
             return 1
@@ -147,3 +156,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         failed += 0 if result.ok else 1
         print(json.dumps({"as_of": day.isoformat(), "ok": result.ok, "requests": result.requests}))
     return 1 if days and failed == len(days) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,7 +29,7 @@ def write_snapshot(path: str | Path, ctx: DailyContext) -> None:
     """Write ``ctx`` to ``path`` atomically (temp file in the same directory, then rename)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = ctx.SerializeToString()
+    data = ctx.SerializeToString(deterministic=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -70,7 +70,7 @@ def publish_redis(url: str, prefix: str, ctx: DailyContext, *, make_current: boo
     n = max((s.symbol_id for s in ctx.symbols), default=-1) + 1
     g = embedding.build_global(ctx)
     s = embedding.build_symbols(ctx, n)
-    blob = ctx.SerializeToString()
+    blob = ctx.SerializeToString(deterministic=True)
     client = redis.Redis.from_url(url, socket_timeout=10)
     try:
         pipe = client.pipeline(transaction=True)

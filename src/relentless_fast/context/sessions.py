@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import warnings
 from typing import Any
 
 DEFAULT_CALENDAR = "XNYS"
@@ -17,7 +18,11 @@ DEFAULT_CALENDAR = "XNYS"
 def _calendar(name: str) -> Any:
     import exchange_calendars as xcals
 
-    return xcals.get_calendar(name)
+    # exchange_calendars trips pandas deprecation warnings while building a calendar: not ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return xcals.get_calendar(name)
 
 
 def is_session(day: dt.date, calendar: str = DEFAULT_CALENDAR) -> bool:

@@ -106,7 +106,7 @@ class ContextDB:
                 )
             self.con.execute(
                 "INSERT INTO contexts VALUES (?, ?, ?, ?)",
-                [ctx.version, as_of, ctx.built_unix_ns, ctx.SerializeToString()],
+                [ctx.version, as_of, ctx.built_unix_ns, ctx.SerializeToString(deterministic=True)],
             )
             for r in runs:
                 self.con.execute(
