@@ -275,11 +275,26 @@ cdef inline int _hex4(const uchar* p, const uchar* end, uint32_t* out) noexcept 
 cdef inline const uchar* _scan_string(const uchar* p, const uchar* end, int* flags,
                                      int* err) noexcept nogil:
     """``p`` just after the opening quote; returns the closing quote or NULL (err set)."""
+    cdef uint64_t w
+    while end - p >= 8:  # eight bytes at a time while none is '"', '\\' or a control character
+        memcpy(&w, p, 8)
+        if _swar_stop(w):
+            break
+        p += 8
     while p < end and not _STR_STOP[p[0]]:
         p += 1
     if p < end and p[0] == 34:
         return p
     return _scan_string_slow(p, end, flags, err)
+
+
+cdef inline uint64_t _swar_stop(uint64_t w) noexcept nogil:
+    """Non-zero when a byte of ``w`` is '"', '\\' or below 0x20 (exact, SWAR zero-byte test)."""
+    cdef uint64_t ones = 0x0101010101010101ULL
+    cdef uint64_t high = 0x8080808080808080ULL
+    cdef uint64_t q = w ^ (ones * 0x22)
+    cdef uint64_t b = w ^ (ones * 0x5C)
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w)) & high
 
 
 cdef const uchar* _scan_string_slow(const uchar* p, const uchar* end, int* flags,
@@ -404,9 +419,12 @@ cdef Py_ssize_t _unescape(const uchar* p, Py_ssize_t n, uchar* out, Py_ssize_t c
 
 cdef inline Py_ssize_t _str_bytes(const Val* v, uchar* out, Py_ssize_t cap) noexcept nogil:
     """Copy up to ``cap`` decoded bytes of string value ``v``; returns its full decoded length."""
+    cdef Py_ssize_t j, m
     if v.flags & FL_ESC:
         return _unescape(v.p, v.n, out, cap)
-    memcpy(out, v.p, v.n if v.n < cap else cap)
+    m = v.n if v.n < cap else cap
+    for j in range(m):  # short copies: a loop beats a call to memcpy
+        out[j] = v.p[j]
     return v.n
 
 
@@ -1351,9 +1369,14 @@ cdef class TickRings:
         cdef uint64_t h = self._head[k][s]
         cdef uint64_t idx = h % cap
         cdef Py_ssize_t size = self._size[k]
+        cdef Py_ssize_t j
         cdef char* row = self._base[k] + s * self._row[k]
-        memcpy(row + idx * size, rec, size)
-        memcpy(row + (idx + cap) * size, rec, size)
+        cdef uint64_t* a = <uint64_t*>(row + idx * size)
+        cdef uint64_t* b = <uint64_t*>(row + (idx + cap) * size)
+        cdef const uint64_t* src = <const uint64_t*>rec
+        for j in range(size >> 3):  # record sizes are multiples of 8 (aligned dtypes)
+            a[j] = src[j]
+            b[j] = src[j]
         if h >= cap:
             self._ovf[k][s] += 1
         self._head[k][s] = h + 1
@@ -1698,8 +1721,10 @@ cdef class TickParser:
         return 0
 
     cdef void _data_message(self, uint64_t seen, int kind, uchar tchar) noexcept:
-        cdef uchar sym[16]
-        cdef uchar rec[MAX_REC]
+        cdef uint64_t symw[2]
+        cdef uint64_t recw[MAX_REC // 8]
+        cdef uchar* sym = <uchar*>symw
+        cdef uchar* rec = <uchar*>recw
         cdef Py_ssize_t slen, j
         cdef SymSlot* slot
         cdef const FieldSpec* fs
@@ -1717,7 +1742,8 @@ cdef class TickParser:
         if v.vt != VT_STR:
             self._drop(D_MISTYPED_FIELD)
             return
-        memset(sym, 0, 16)
+        symw[0] = 0
+        symw[1] = 0
         slen = _str_bytes(v, sym, 16)
         if slen > SYM_MAX:
             self._drop(D_OVERLONG_SYMBOL)
@@ -1727,7 +1753,8 @@ cdef class TickParser:
         if sid < 0 or slen == 0:
             self._drop(D_UNKNOWN_SYMBOL)
             return
-        memset(rec, 0, _REC_SIZE[kind])
+        for j in range(_REC_SIZE[kind] >> 3):
+            recw[j] = 0
         for j in range(_NSPECS[kind]):
             fs = &_SPECS[kind][j]
             dst = <char*>rec + fs.offset
