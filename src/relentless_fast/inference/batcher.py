@@ -198,17 +198,22 @@ class MicroBatcher:
     ]:
         n = sym.shape[0]
         if n > 1:
-            # Several rows for one symbol in this frame: the last one wins.
-            _, rev_first = np.unique(sym[::-1], return_index=True)
-            if rev_first.shape[0] != n:
-                keep = np.sort(n - 1 - rev_first)
+            # Several rows for one symbol in this frame: the last one wins. A stable sort puts
+            # each symbol's rows together in arrival order; a run's last element is the newest.
+            order = np.argsort(sym, kind="stable")
+            ranked = sym[order]
+            same_as_next = ranked[1:] == ranked[:-1]
+            if same_as_next.any():
+                last = np.ones(n, np.bool_)
+                last[:-1] = ~same_as_next
+                had_dup = np.zeros(n, np.bool_)
+                had_dup[1:] = same_as_next
+                kept, dup = order[last], had_dup[last]
+                by_arrival = np.argsort(kept)
+                keep = kept[by_arrival]
                 self.counters.rows_coalesced += n - keep.shape[0]
-                dup = np.ones(n, np.bool_)
-                dup[keep] = False
-                replaced = np.zeros(self.n_symbols, np.bool_)
-                replaced[sym[dup]] = True
                 sym, ticks, ctx, ets = sym[keep], ticks[keep], ctx[keep], ets[keep]
-                flags = flags[keep] | np.where(replaced[sym], FLAG_COALESCED, 0).astype(np.uint16)
+                flags = flags[keep] | np.where(dup[by_arrival], FLAG_COALESCED, 0).astype(np.uint16)
         slots = self._slot_of[sym]
         hit = slots >= 0
         if not hit.any():
