@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
-from picows import WSMsgType
+from picows import WSCloseCode, WSMsgType
 
 from relentless_fast.feeds.alpaca import AlpacaFeed, AlpacaFeedConfig
 from relentless_fast.feeds.base import (
@@ -371,3 +371,27 @@ def test_server_config_errors_name_the_field() -> None:
     ):
         with pytest.raises(ValueError, match=field):
             ReplayServerConfig(**kwargs)
+
+
+async def test_stop_closes_with_a_close_frame() -> None:
+    async with AlpacaReplayServer(ReplayServerConfig(frames=json_frames(2))) as server:
+        sink = CollectingSink()
+        async with running(config_for(server), sink):
+            await wait_until(lambda: len(sink.frames) == 2)
+        await wait_until(lambda: server.sessions[0].closed, what="server-side close")
+        assert server.sessions[0].close_code_received is WSCloseCode.OK
+
+
+async def test_a_subscription_missing_configured_symbols_is_reported() -> None:
+    async with AlpacaReplayServer() as server:
+        server.on_subscribed = lambda session: session.send_control(
+            {"T": "subscription", "trades": [], "quotes": ["AAPL"], "bars": []}
+        )
+        sink = CollectingSink()
+        async with running(config_for(server), sink) as (feed, _):
+            await wait_until(lambda: feed.counters.subscriptions == 2)
+        assert [e.message for e in sink.errors] == [
+            "server did not subscribe: {'trades': ['AAPL'], 'quotes': ['MSFT'], "
+            "'statuses': ['*'], 'lulds': ['AAPL']}"
+        ]
+        assert not sink.errors[0].fatal and feed.counters.connects == 1

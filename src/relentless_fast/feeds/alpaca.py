@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from relentless_fast.feeds.base import (
     BytesLike,
@@ -335,9 +335,14 @@ class _Session(WSListener):
             self.transport.send(WSMsgType.TEXT, orjson.dumps(message))
 
     def close(self) -> None:
+        """Close with a WebSocket close frame, so the server frees the session at once (with
+        one connection per plan, a half-dead old session would answer the next one with 406)."""
         self.active = False
-        if self.transport is not None and not self.transport.is_disconnected:
-            self.transport.disconnect(graceful=False)
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected:
+            if not transport.is_close_frame_sent:
+                transport.send_close(WSCloseCode.OK)
+            transport.disconnect(graceful=True)
 
 
 class _JsonSession(_Session):
@@ -681,11 +686,28 @@ class AlpacaFeed(Feed):
             key: list(value) for key, value in msg.items() if key != "T" and isinstance(value, list)
         }
         self.counters.subscriptions += 1
+        missing = self._missing_from(self.subscription)
+        if missing:
+            self._report_error(FeedError(None, f"server did not subscribe: {missing}"))
         if session.phase is not FeedState.SUBSCRIBED:
             session.phase = FeedState.SUBSCRIBED
             self._cancel_reply_timer()
             self._set_state(FeedState.SUBSCRIBED, "subscribed")
             self._start_stale_checks()
+
+    def _missing_from(self, state: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Configured symbols absent from the server's reply (a ``*`` covers a channel)."""
+        missing = {}
+        for key, symbols in self.config.subscribe_message().items():
+            if key == "action":
+                continue
+            granted = set(state.get(key, ()))
+            if "*" in granted:
+                continue
+            lacking = [s for s in symbols if s not in granted]
+            if lacking:
+                missing[key] = lacking
+        return missing
 
     # ---- timers -----------------------------------------------------------------------------
 

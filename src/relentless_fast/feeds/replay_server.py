@@ -166,6 +166,8 @@ class ServerSession(WSListener):
         """CLOCK_REALTIME ns just before each frame was written (if ``log_sent``)."""
         self.sent_count = 0
         self.subscribed = asyncio.Event()
+        self.close_code_received: WSCloseCode | None = None
+        """The code of the client's close frame; None if it never sent one (an abrupt drop)."""
         self._fragments: bytearray | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self._stream_task: asyncio.Task[None] | None = None
@@ -186,6 +188,7 @@ class ServerSession(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type is WSMsgType.CLOSE:
+            self.close_code_received = frame.get_close_code()
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
