@@ -248,8 +248,8 @@ def load_contract(version_path: str | Path) -> ModelContract:
 
 def check_io(
     contract: ModelContract,
-    inputs: Mapping[str, tuple[str, Sequence[int]]],
-    outputs: Mapping[str, tuple[str, Sequence[int]]],
+    inputs: Mapping[str, tuple[str, Sequence[int | None]]],
+    outputs: Mapping[str, tuple[str, Sequence[int | None]]],
     *,
     runtime: str,
 ) -> None:

@@ -37,18 +37,34 @@ def saved_models() -> dict[int, Any]:
     }
 
 
+def _real_rows() -> dict[str, np.ndarray]:
+    """The 128 real rows (2011 validation days) of version 1's warmup records."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    last = None
+    for raw in tf.data.TFRecordDataset(str(BASE_PATH / "1" / mc.WARMUP_FILE)):
+        last = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+    assert last is not None
+    return {k: tf.make_ndarray(v) for k, v in last.predict_log.request.inputs.items()}
+
+
+_REAL: dict[str, np.ndarray] = {}
+
+
 def sample_inputs(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Plausible rows: ticks around the feature scale, context in the embedding's [-4, 4]."""
-    contract = mc.load_contract(BASE_PATH / "1")
+    """Realistic rows: real feature/context rows, resampled, with a little noise per column."""
+    if not _REAL:
+        _REAL.update(_real_rows())
     rng = np.random.default_rng(seed)
-    return {
-        mc.INPUT_TICKS: (rng.standard_normal((batch, contract.n_features)) * 0.5).astype(
+    idx = rng.integers(0, len(_REAL[mc.INPUT_TICKS]), batch)
+    out = {}
+    for k, rows in _REAL.items():
+        scale = rows.std(axis=0, keepdims=True) * 0.2
+        out[k] = (rows[idx] + rng.standard_normal((batch, rows.shape[1])) * scale).astype(
             np.float32
-        ),
-        mc.INPUT_CONTEXT: np.clip(rng.standard_normal((batch, contract.context_dim)), -4, 4).astype(
-            np.float32
-        ),
-    }
+        )
+    return out
 
 
 def direct(sig: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

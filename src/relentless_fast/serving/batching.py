@@ -100,12 +100,12 @@ class BatchScheduler:
         with self._cond:
             self._stopped = True
             for b in self._queue:
-                for t in b.tasks:
-                    t.future.set_exception(unavailable("Servable is being unloaded"))
+                for task in b.tasks:
+                    task.future.set_exception(unavailable("Servable is being unloaded"))
             self._queue.clear()
             self._cond.notify_all()
-        for t in self._threads:
-            t.join(timeout=5)
+        for th in self._threads:
+            th.join(timeout=5)
 
     def _next_batch(self) -> _Batch | None:
         with self._cond:

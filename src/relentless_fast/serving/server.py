@@ -14,6 +14,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -25,6 +26,9 @@ from relentless_fast.serving.config import (
 )
 from relentless_fast.serving.errors import ServingError
 from relentless_fast.serving.manager import ModelManager, ServerOptions
+
+if TYPE_CHECKING:
+    from relentless_fast.serving.rest_api import RestServer
 
 log = logging.getLogger("relentless_fast.serving")
 
@@ -100,7 +104,7 @@ class ModelServer:
         self._stop = threading.Event()
         self._config_text = self._read_config_text()
         self.grpc_server: grpc.Server | None = None
-        self.rest = None
+        self.rest: RestServer | None = None
 
     def _read_config_text(self) -> str | None:
         p = self.args.model_config_file

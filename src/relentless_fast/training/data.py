@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from relentless_fast.context import embedding as emb
 from relentless_fast.features import schema

@@ -208,7 +208,7 @@ def render_card(
             "- `price_target_rel` / `stop_loss_rel`: the excursion head predicts "
             "`log(high[t+1]/close[t])` and `log(low[t+1]/close[t])` (Huber loss, in percent); the "
             "target is the excursion in the action's direction, the stop the one against it, "
-            "as `exp(x) - 1`; both 0 for hold.",
+            "as `exp(x) - 1` with x clipped to +-0.25; both 0 for hold.",
             "- `risk_score`: realised volatility of days t+1..t+5 as its percentile among the "
             "training rows (MSE, sigmoid).",
             "- `urgency`: `|r[t+1]| / sum |r[t+1..t+5]|`, the share of the week's movement that "

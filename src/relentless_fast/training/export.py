@@ -33,7 +33,7 @@ def export_version(
 ) -> None:
     """Write the SavedModel, contract, TFLite model and warmup records of one version."""
     import tensorflow as tf
-    from keras.export import ExportArchive
+    from keras.export import ExportArchive  # type: ignore[import-untyped, unused-ignore]
 
     from relentless_fast.training.model import signal_outputs
 
@@ -41,7 +41,7 @@ def export_version(
         shutil.rmtree(version_path)
     f, c = contract.n_features, contract.context_dim
 
-    @tf.function(
+    @tf.function(  # type: ignore[untyped-decorator, unused-ignore]
         input_signature=[
             tf.TensorSpec([None, f], tf.float32, name=mc.INPUT_TICKS),
             tf.TensorSpec([None, c], tf.float32, name=mc.INPUT_CONTEXT),

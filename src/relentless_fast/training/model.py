@@ -8,7 +8,7 @@ signal outputs of :mod:`relentless_fast.model_contract` from them:
 
 - ``confidence`` = the largest action probability;
 - ``price_target_rel`` / ``stop_loss_rel`` = ``exp(excursion) - 1`` of the move in the action's
-  direction / against it (both 0 for hold);
+  direction / against it (both 0 for hold), the excursion clipped to +-0.25 log-return;
 - ``position_size`` = ``clip(P(action) - P(opposite action), 0, 1) * (1 - risk)`` for buy/sell,
   0 for hold.
 """
@@ -26,6 +26,9 @@ from relentless_fast import model_contract as mc
 
 EXCURSION_SCALE = 100.0
 """Excursion head works in percent (log-return * 100) for well-scaled gradients."""
+MAX_EXCURSION_LOG = 0.25
+"""Predicted excursions are clipped to +-0.25 in log-return (about -22%..+28%) so inputs far
+outside the training range can never give an infinite or absurd target/stop."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +51,7 @@ def quiet_tf() -> None:
 
 
 def set_seed(seed: int) -> None:
-    import keras
+    import keras  # type: ignore[import-untyped, unused-ignore]
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
@@ -59,8 +62,8 @@ def build(
     n_features: int, context_dim: int, ticks_train: npt.NDArray[np.float32], cfg: TrainConfig
 ) -> Any:
     """An untrained Keras model with named inputs ``ticks`` and ``context``."""
-    import keras
-    from keras import layers
+    import keras  # type: ignore[import-untyped, unused-ignore]
+    from keras import layers  # type: ignore[import-untyped, unused-ignore]
 
     reg = keras.regularizers.L2(cfg.l2)
     ticks = keras.Input((n_features,), name=mc.INPUT_TICKS, dtype="float32")
@@ -102,7 +105,7 @@ def fit(
     cfg: TrainConfig,
 ) -> dict[str, list[float]]:
     """Train with early stopping on the validation action loss; returns the Keras history."""
-    import keras
+    import keras  # type: ignore[import-untyped, unused-ignore]
 
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
@@ -137,7 +140,10 @@ def signal_outputs(raw: dict[str, Any]) -> dict[str, Any]:
     probs = raw["action"]
     action = tf.argmax(probs, axis=1, output_type=tf.int32)
     conf = tf.reduce_max(probs, axis=1)
-    exc = tf.math.expm1(raw["excursions"] / EXCURSION_SCALE)
+    log_exc = tf.clip_by_value(
+        raw["excursions"] / EXCURSION_SCALE, -MAX_EXCURSION_LOG, MAX_EXCURSION_LOG
+    )
+    exc = tf.math.expm1(log_exc)
     up, down = exc[:, 0], exc[:, 1]
     is_buy = tf.equal(action, 1)
     is_sell = tf.equal(action, 2)
