@@ -40,6 +40,14 @@ from relentless_fast.inference.batch import (
     InferenceCounters,
 )
 
+_Rows = tuple[
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint16],
+]
+
 MIN_WINDOW_US = 1.0
 MAX_WINDOW_US = 100_000.0
 LOOP_TIMER_RESOLUTION_US = 1000.0
@@ -115,6 +123,7 @@ class MicroBatcher:
         self._enqueued = np.zeros(cap, np.int64)  # window start; not moved by coalescing
         self._flags = np.zeros(cap, np.uint16)
         self._slot_of = np.full(n_symbols, -1, np.int32)  # pending slot per symbol (coalescing)
+        self._stamp = np.zeros(n_symbols, np.int64)  # scratch for in-frame duplicate detection
         self._ar = np.arange(cap, dtype=np.int64)
         self._head = 0
         self._count = 0
@@ -142,9 +151,22 @@ class MicroBatcher:
         if flags is None:
             flags = np.zeros(n, np.uint16)
         if self.coalesce:
-            symbol_ids, ticks, context, event_ts_ns, flags = self._coalesce(
-                symbol_ids, ticks, context, event_ts_ns, flags, now
+            symbol_ids, ticks, context, event_ts_ns, flags = self._dedupe_frame(
+                symbol_ids, ticks, context, event_ts_ns, flags
             )
+            slots = self._slot_of[symbol_ids]
+            hit = slots >= 0
+            if hit.any():
+                n_hit = int(np.count_nonzero(hit))
+                if self._count + symbol_ids.shape[0] - n_hit <= self.capacity:
+                    self._scatter(symbol_ids, ticks, context, event_ts_ns, flags, slots, hit, now)
+                    self.counters.rows_coalesced += n_hit
+                    self._flush_due(now, burst=False)
+                    return
+                symbol_ids, ticks, context, event_ts_ns, flags = self._replace_pending(
+                    symbol_ids, ticks, context, event_ts_ns, flags, slots, hit, now
+                )
+                self.counters.rows_coalesced += n_hit
         self._append(symbol_ids, ticks, context, event_ts_ns, flags, now)
         self._flush_due(now, burst=False)
 
@@ -181,50 +203,87 @@ class MicroBatcher:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _coalesce(
+    def _dedupe_frame(
         self,
         sym: npt.NDArray[np.int32],
         ticks: npt.NDArray[np.float32],
         ctx: npt.NDArray[np.float32],
         ets: npt.NDArray[np.int64],
         flags: npt.NDArray[np.uint16],
-        now: int,
-    ) -> tuple[
-        npt.NDArray[np.int32],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.int64],
-        npt.NDArray[np.uint16],
-    ]:
+    ) -> _Rows:
+        """Several rows for one symbol in this frame: the last one wins (counted, flagged)."""
         n = sym.shape[0]
-        if n > 1:
-            # Several rows for one symbol in this frame: the last one wins. A stable sort puts
-            # each symbol's rows together in arrival order; a run's last element is the newest.
-            order = np.argsort(sym, kind="stable")
-            ranked = sym[order]
-            same_as_next = ranked[1:] == ranked[:-1]
-            if same_as_next.any():
-                last = np.ones(n, np.bool_)
-                last[:-1] = ~same_as_next
-                had_dup = np.zeros(n, np.bool_)
-                had_dup[1:] = same_as_next
-                kept, dup = order[last], had_dup[last]
-                by_arrival = np.argsort(kept)
-                keep = kept[by_arrival]
-                self.counters.rows_coalesced += n - keep.shape[0]
-                sym, ticks, ctx, ets = sym[keep], ticks[keep], ctx[keep], ets[keep]
-                flags = flags[keep] | np.where(dup[by_arrival], FLAG_COALESCED, 0).astype(np.uint16)
-        slots = self._slot_of[sym]
-        hit = slots >= 0
-        if not hit.any():
+        if n < 2:
             return sym, ticks, ctx, ets, flags
+        # Cheap test first: stamp each row's position at its symbol; a symbol seen twice keeps
+        # only one stamp, whichever write wins, so some row reads back a different position.
+        stamps = self._ar[:n] if n <= self.capacity else np.arange(n, dtype=np.int64)
+        self._stamp[sym] = stamps
+        if (self._stamp[sym] == stamps).all():
+            return sym, ticks, ctx, ets, flags
+        # A stable sort groups each symbol's rows in arrival order; a run's last row is newest.
+        order = np.argsort(sym, kind="stable")
+        ranked = sym[order]
+        same_as_next = ranked[1:] == ranked[:-1]
+        if not same_as_next.any():
+            return sym, ticks, ctx, ets, flags
+        last = np.ones(n, np.bool_)
+        last[:-1] = ~same_as_next
+        had_dup = np.zeros(n, np.bool_)
+        had_dup[1:] = same_as_next
+        kept, dup = order[last], had_dup[last]
+        by_arrival = np.argsort(kept)
+        keep = kept[by_arrival]
+        self.counters.rows_coalesced += n - keep.shape[0]
+        coalesced = dup[by_arrival].astype(np.uint16) * np.uint16(FLAG_COALESCED)
+        return sym[keep], ticks[keep], ctx[keep], ets[keep], flags[keep] | coalesced
+
+    def _scatter(
+        self,
+        sym: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        ctx: npt.NDArray[np.float32],
+        ets: npt.NDArray[np.int64],
+        flags: npt.NDArray[np.uint16],
+        slots: npt.NDArray[np.int32],
+        hit: npt.NDArray[np.bool_],
+        now: int,
+    ) -> None:
+        """Replace pending rows and append new ones in one write per array (queue has room)."""
+        miss = ~hit
+        n_new = sym.shape[0] - int(np.count_nonzero(hit))
+        new_pos = (self._head + self._count + self._ar[:n_new]) % self.capacity
+        dest = slots.astype(np.int64)
+        dest[miss] = new_pos
+        self._ticks[dest] = ticks
+        self._ctx[dest] = ctx
+        self._event_ts[dest] = ets
+        self._arrival[dest] = now
+        self._flags[dest] = flags | hit.astype(np.uint16) * np.uint16(FLAG_COALESCED)
+        new_sym = sym[miss]
+        self._sym[new_pos] = new_sym
+        self._enqueued[new_pos] = now
+        self._slot_of[new_sym] = new_pos
+        self._count += n_new
+
+    def _replace_pending(
+        self,
+        sym: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        ctx: npt.NDArray[np.float32],
+        ets: npt.NDArray[np.int64],
+        flags: npt.NDArray[np.uint16],
+        slots: npt.NDArray[np.int32],
+        hit: npt.NDArray[np.bool_],
+        now: int,
+    ) -> _Rows:
+        """Overwrite pending rows in place; returns the rows that still need a slot."""
         s = slots[hit]
         self._ticks[s] = ticks[hit]
         self._ctx[s] = ctx[hit]
         self._event_ts[s] = ets[hit]
         self._arrival[s] = now
         self._flags[s] = flags[hit] | FLAG_COALESCED
-        self.counters.rows_coalesced += int(s.shape[0])
         miss = ~hit
         return sym[miss], ticks[miss], ctx[miss], ets[miss], flags[miss]
 
