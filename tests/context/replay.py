@@ -116,7 +116,15 @@ class ReplayServer:
 
     def route(self, path: str, handler: Handler | Reply) -> None:
         """Serve ``path`` (a trailing ``/`` makes it a prefix) with a handler or a fixed reply."""
-        self.routes[path] = handler if callable(handler) else (lambda _r, h=handler: h)
+        if isinstance(handler, Reply):
+            fixed = handler
+
+            def serve_fixed(_req: Request) -> Reply:
+                return fixed
+
+            self.routes[path] = serve_fixed
+        else:
+            self.routes[path] = handler
 
     def sequence(self, path: str, replies: list[Reply]) -> None:
         """Serve ``replies`` in turn on ``path`` (the last one repeats)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relentless_fast.context import legislation
+from relentless_fast.context import embedding, legislation
 from relentless_fast.context.sources import congress
 from relentless_fast.context.sources.congress import Bill
 from relentless_fast.context.sources.http import RetryPolicy, SourceError, SourceHttp
@@ -210,6 +210,6 @@ def test_direction_and_summary() -> None:
     reg = legislation.classify(_bill("Securities Disclosure Act", "Passed House."))
     s2 = legislation.summarise([relief, reg, law])
     assert s2.regulatory_change_probability == pytest.approx(0.35)
-    assert set(s.topic_scores) == set(legislation.TOPICS) and s.topic_scores["tax"] > 0
+    assert set(s.topic_scores) == set(embedding.TOPICS) and s.topic_scores["tax"] > 0
     empty = legislation.summarise([])
     assert empty.legislative_risk_score == 0 and empty.regulatory_change_probability == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -20,7 +21,7 @@ from relentless_fast.context.config import ContextConfig
 from relentless_fast.context.loader import load_once, rebuild
 from relentless_fast.context.publish import read_snapshot
 from relentless_fast.context.storage import PAUSE_ENV, ContextDB
-from tests.context.conftest import AS_OF
+from tests.context.conftest import AS_OF, RedisProcess
 from tests.context.world import World
 
 REPO = Path(__file__).resolve().parents[2]
@@ -266,3 +267,20 @@ def test_killed_loader_leaves_previous_context_intact(world: World, tmp_path: Pa
     # and the next load works on the recovered file
     again = asyncio.run(load_once(cfg, AS_OF))
     assert again.ok and again.context is not None and again.context.version == 2
+
+
+async def test_load_publishes_to_redis_and_the_reader_sees_it(
+    world: World, tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    from relentless_fast.context.store import ContextStore
+
+    cfg = world.config(tmp_path, redis_url=redis_server.url, redis_prefix="rf:e2e")
+    store = ContextStore(redis_url=cfg.redis_url, prefix=cfg.redis_prefix)
+    waiter = asyncio.create_task(store.wait_newer(0, timeout_s=30))
+    result = await load_once(cfg, AS_OF)
+    loaded = await waiter
+    assert result.context is not None and loaded.context == result.context
+    assert loaded.is_fresh(dt.date(2025, 1, 21)) and loaded.symbols.shape[0] == len(world.tickers)
+    file_store = ContextStore(snapshot_path=cfg.snapshot_path)
+    latest = file_store.latest()
+    assert latest is not None and latest.version == loaded.version

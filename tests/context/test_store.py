@@ -127,7 +127,7 @@ def test_redis_publish_layout_and_latest(redis_server: RedisProcess) -> None:
     publish_redis(redis_server.url, PREFIX, ctx)
     client = redis.Redis.from_url(redis_server.url)
     try:
-        emb = client.hgetall(f"{PREFIX}:emb:2025-01-21")
+        emb: dict[bytes, bytes] = client.hgetall(f"{PREFIX}:emb:2025-01-21")  # type: ignore[assignment]
         assert int(emb[b"version"]) == 3 and int(emb[b"n_symbols"]) == 3
         g = np.frombuffer(emb[b"global"], dtype=np.float32)
         s = np.frombuffer(emb[b"symbols"], dtype=np.float32).reshape(3, embedding.SYMBOL_DIM)
@@ -279,7 +279,7 @@ async def test_run_schedule_survives_a_failing_day(monkeypatch: pytest.MonkeyPat
         sleeps.append(seconds)
         now[0] += dt.timedelta(seconds=seconds)
 
-    monkeypatch.setattr(scheduler.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
     days: list[dt.date] = []
 
     async def job(day: dt.date) -> int:

@@ -301,8 +301,10 @@ class World:
         cik = int(req.path.rsplit("CIK", 1)[1].split(".")[0])
         member = next((m for m in self.tickers if m[1] == cik), None)
         if member is None:
-            body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code></Error>'
-            return Reply(404, body, {"Content-Type": "application/xml"})
+            missing = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code></Error>'
+            )
+            return Reply(404, missing, {"Content-Type": "application/xml"})
         ticker, _cik, sic, name = member
         prev = (self.as_of - dt.timedelta(days=1)).isoformat()
         rows: list[tuple[str, str, str, str]] = [  # form, date, items, doc
@@ -319,16 +321,16 @@ class World:
             for k in ("accessionNumber", "filingDate", "reportDate", "acceptanceDateTime", "form",
                       "items", "primaryDocument", "isXBRL")
         }  # fmt: skip
-        for i, (form, day, items, doc) in enumerate(rows):
+        for i, (form, filed, items, doc) in enumerate(rows):
             cols["accessionNumber"].append(f"0000{cik:06d}-25-{i:06d}")
-            cols["filingDate"].append(day)
-            cols["reportDate"].append(day)
-            cols["acceptanceDateTime"].append(f"{day}T18:00:00.000Z")
+            cols["filingDate"].append(filed)
+            cols["reportDate"].append(filed)
+            cols["acceptanceDateTime"].append(f"{filed}T18:00:00.000Z")
             cols["form"].append(form)
             cols["items"].append(items)
             cols["primaryDocument"].append(doc)
             cols["isXBRL"].append(0)
-        body = {
+        body: dict[str, object] = {
             "cik": f"{cik:010d}", "entityType": "operating", "sic": str(sic),
             "sicDescription": "", "name": name, "tickers": [ticker], "exchanges": ["Nasdaq"],
             "filings": {"recent": cols, "files": []},
