@@ -282,3 +282,32 @@ def test_gil_released_batches_are_correct_under_threads() -> None:
     for th in threads:
         th.join()
     assert not errors, errors
+
+
+def test_cent_prices_below_2_pow_17_survive_rounding() -> None:
+    """docs/signal-format.md: cent prices below $131,072 come back exactly after rounding."""
+    rng = np.random.default_rng(17)
+    cents = np.concatenate([rng.integers(0, 13_107_200, 20_000), [13_107_199, 1, 0]])
+    recs = np.zeros(cents.size, rs.SIGNAL_RECORD_DTYPE)
+    recs["price_target"] = cents / 100
+    back = rs.unpack(rs.pack(recs))["price_target"].astype(np.float64)
+    assert (np.round(back * 100).astype(np.int64) == cents).all()
+    above = np.zeros(1, rs.SIGNAL_RECORD_DTYPE)
+    above["price_target"] = 131_072.01
+    got = float(rs.unpack(rs.pack(above))["price_target"][0])
+    assert round(got * 100) != 13_107_201  # the documented limit is real
+
+
+@pytest.mark.parametrize("position", range(9))
+def test_corruption_found_at_any_position_of_a_batch(position: int) -> None:
+    """The batch paths check four signals at a time; the first bad one is still the one named."""
+    good = rs.pack(records_of([sample(sequence=i) for i in range(9)]))
+    for byte in (0, 2, 30, 61):
+        bad = bytearray(good)
+        bad[64 * position + byte] ^= 0x04
+        if position < 8:
+            bad[64 * 8] ^= 0xFF  # a later bad signal must not mask this one
+        for fn in (rs.unpack, rs.validate):
+            with pytest.raises(rs.SignalFormatError) as ei:
+                fn(bytes(bad))
+            assert ei.value.offset == 64 * position
