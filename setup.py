@@ -97,6 +97,8 @@ directives = {
     "cdivision": True,
     "nonecheck": False,
     "embedsignature": True,
+    "auto_pickle": False,
+    "autotestdict": False,
     "linetrace": coverage,
     "warn.undeclared": False,
     "warn.unused": False,

@@ -1,4 +1,3 @@
-# cython: auto_pickle=False, autotestdict=False
 """Incremental feature kernel: feature schema v1 rows from the tick rings, per touched symbol.
 
 Definitions, parameters and order live in ``relentless_fast.features.schema`` (checked at import);
@@ -7,7 +6,7 @@ touching 16 symbols or more) and creates no Python object per record: per-symbol
 struct, the rows are a preallocated float32[S, F].
 """
 
-from libc.math cimport exp, isfinite, log, log1p, sqrt
+from libc.math cimport NAN, exp, isfinite, log, log1p, sqrt
 from libc.stdint cimport INT64_MAX, INT64_MIN, UINT64_MAX, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
@@ -153,7 +152,11 @@ cdef class FeatureKernel:
 
     cdef SymState* _st
     cdef float* _feat
+    cdef double* _last_px
+    cdef int64_t* _event_ts
     cdef readonly object features
+    cdef readonly object last_price
+    cdef readonly object event_ts_ns
     cdef readonly Py_ssize_t n_symbols
     cdef readonly bint bars
     cdef readonly double rate_tau_s
@@ -207,6 +210,10 @@ cdef class FeatureKernel:
             raise MemoryError()
         self.features = np.tile(np.asarray(_schema.NEUTRAL_VALUES, dtype=np.float32), (n_symbols, 1))
         self._feat = <float*><size_t>self.features.ctypes.data
+        self.last_price = np.full(n_symbols, np.nan, dtype=np.float64)
+        self._last_px = <double*><size_t>self.last_price.ctypes.data
+        self.event_ts_ns = np.zeros(n_symbols, dtype=np.int64)
+        self._event_ts = <int64_t*><size_t>self.event_ts_ns.ctypes.data
         trans, offs = _clock.offset_table(tz)
         self._trans_arr = np.ascontiguousarray(trans, dtype=np.int64)
         self._offs_arr = np.ascontiguousarray(offs, dtype=np.int64)
@@ -391,6 +398,8 @@ cdef class FeatureKernel:
         cdef uint64_t j, m
         cdef int64_t local
         cdef int f
+        self._last_px[sid] = p if n > 0 else NAN
+        self._event_ts[sid] = st.clock_ts
         for f in range(N_F):
             row[f] = NEUTRAL[f]
         if n > 0:
@@ -627,6 +636,8 @@ cdef class FeatureKernel:
                 st.cursor[kind] = self._heads[kind][symbol_id]
         for f in range(N_F):
             self._feat[symbol_id * N_F + f] = NEUTRAL[f]
+        self._last_px[symbol_id] = NAN
+        self._event_ts[symbol_id] = 0
 
     def row(self, Py_ssize_t symbol_id):
         """A copy of one symbol's feature row (float32[F])."""

@@ -22,6 +22,12 @@ class FeatureKernel:
     def features(self) -> npt.NDArray[np.float32]:
         """float32[n_symbols, N_FEATURES], rewritten in place by update/run_bars/reset."""
     @property
+    def last_price(self) -> npt.NDArray[np.float64]:
+        """float64[n_symbols]: each symbol's last price event (NaN before the first), in place."""
+    @property
+    def event_ts_ns(self) -> npt.NDArray[np.int64]:
+        """int64[n_symbols]: exchange time of each symbol's last consumed record, in place."""
+    @property
     def n_symbols(self) -> int: ...
     @property
     def bars(self) -> bool: ...
