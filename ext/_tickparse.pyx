@@ -88,6 +88,7 @@ cdef enum:
     FL_MP = 4       # msgpack array (p = first element, n = count)
     FL_NEG = 8      # JSON number with a minus sign
     FL_SLOW = 16    # JSON number with more than 19 significant digits: strtod / _json_uint
+    FL_CONDS = 32   # JSON array of strings: u holds the first byte of its first four strings
 
 ctypedef struct Val:
     int vt
@@ -132,6 +133,7 @@ cdef enum:
     SYM_MAX = 15  # relentless_fast.symbols.MAX_SYMBOL_BYTES, checked at import
     MAX_FIELDS = 12
     MAX_REC = 128
+    MAX_REC_WORDS = 16  # MAX_REC / 8
 
 cdef FieldSpec _SPECS[N_KINDS][MAX_FIELDS]
 cdef int _NSPECS[N_KINDS]
@@ -801,6 +803,10 @@ cdef inline const uchar* _json_capture(const uchar* p, const uchar* end, Val* v,
         return q + 1
     if c == 45 or (c >= 48 and c <= 57):
         return _lex_number(p, end, v, err)
+    if c == 91:
+        q = _json_str_array(p, end, v, err)
+        if q != NULL or err[0] != E_OK:
+            return q
     q = _json_skip(p, end, 0, err)
     if q == NULL:
         return NULL
@@ -813,6 +819,54 @@ cdef inline const uchar* _json_capture(const uchar* p, const uchar* end, Val* v,
     else:
         v.vt = VT_OTHER
     return q
+
+
+cdef inline const uchar* _json_str_array(const uchar* p, const uchar* end, Val* v,
+                                         int* err) noexcept nogil:
+    """Fast path for an array of strings (conditions): keeps the first byte of the first four
+    strings in ``v.u``. Returns NULL with ``err`` untouched when an element is not a string."""
+    cdef const uchar* q = _ws(p + 1, end)
+    cdef const uchar* e
+    cdef uint64_t packed = 0
+    cdef int count = 0, sflags
+    cdef uchar b[1]
+    while True:
+        if q >= end:
+            err[0] = E_TRUNCATED
+            return NULL
+        if q[0] == 93 and count == 0:
+            break
+        if q[0] != 34:
+            return NULL
+        sflags = 0
+        e = _scan_string(q + 1, end, &sflags, err)
+        if e == NULL:
+            return NULL
+        if count < 4:
+            if sflags & FL_ESC:
+                b[0] = 0
+                _unescape(q + 1, e - q - 1, b, 1)
+            else:
+                b[0] = q[1] if e > q + 1 else 0
+            packed |= (<uint64_t>b[0]) << (8 * count)
+        count += 1
+        q = _ws(e + 1, end)
+        if q >= end:
+            err[0] = E_TRUNCATED
+            return NULL
+        if q[0] == 44:
+            q = _ws(q + 1, end)
+            continue
+        if q[0] == 93:
+            break
+        err[0] = E_MALFORMED
+        return NULL
+    v.vt = VT_ARR
+    v.flags = FL_CONDS
+    v.u = packed
+    v.p = p
+    v.n = q + 1 - p
+    return q + 1
 
 
 cdef inline int _key_id(const uchar* k, Py_ssize_t n) noexcept nogil:
@@ -1223,6 +1277,10 @@ cdef inline int _conds(const Val* v, uchar* out) noexcept nogil:
     cdef int err = 0
     if v.vt != VT_ARR:
         return -1
+    if v.flags & FL_CONDS:
+        for j in range(4):
+            out[j] = <uchar>(v.u >> (8 * j))
+        return 0
     if v.flags & FL_MP:
         p = v.p
         end = v.end  # elements were bounds-checked by the capture
@@ -1722,7 +1780,7 @@ cdef class TickParser:
 
     cdef void _data_message(self, uint64_t seen, int kind, uchar tchar) noexcept:
         cdef uint64_t symw[2]
-        cdef uint64_t recw[MAX_REC // 8]
+        cdef uint64_t recw[MAX_REC_WORDS]
         cdef uchar* sym = <uchar*>symw
         cdef uchar* rec = <uchar*>recw
         cdef Py_ssize_t slen, j
