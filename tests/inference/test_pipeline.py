@@ -477,3 +477,54 @@ async def test_server_killed_and_restarted_mid_stream(
     assert all(((r.flags & FLAG_FALLBACK) > 0).all() for r in fallback)
     assert c.rows_fallback == sum(len(r) for r in fallback)
     assert backends[-1] == "grpc", "the stream went back to the server after the restart"
+
+
+async def test_warmup_runs_every_backend_at_every_batch_size(
+    server: StandinServer, tiny_model: Any, embedded: EmbeddedBackend, predict_pb2: Any
+) -> None:
+    backend = await started(server.address, tiny_model)
+    pipe = InferencePipeline(on_result=Results(), embedded=embedded, remote=backend)
+    try:
+        await pipe.warmup()
+    finally:
+        await backend.close()
+    seen = set()
+    for raw in server.requests:
+        req = predict_pb2.PredictRequest.FromString(raw)
+        seen.add((req.model_spec.version_label, req.inputs["ticks"].tensor_shape.dim[0].size))
+    assert seen == {(label, size) for label in ("stable", "canary") for size in (1, 8, 32)}
+
+
+def test_batcher_timer_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        got: list[Batch] = []
+        batcher = MicroBatcher(
+            n_symbols=4,
+            n_features=6,
+            context_dim=5,
+            window_us=3000,
+            max_batch=8,
+            queue_rows=8,
+            coalesce=True,
+            dispatch=got.append,
+            loop=asyncio.get_running_loop(),
+        )
+        batcher.submit(
+            np.array([1, 2], np.int32),
+            np.zeros((2, 6), np.float32),
+            np.zeros((2, 5), np.float32),
+            np.zeros(2, np.int64),
+        )
+        batcher.end_of_burst()
+        assert not got
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if got:
+                break
+        assert [b.symbol_ids.tolist() for b in got] == [[1, 2]]
+        assert batcher.counters.flushes["timer"] == 1
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
