@@ -311,3 +311,19 @@ def test_corruption_found_at_any_position_of_a_batch(position: int) -> None:
             with pytest.raises(rs.SignalFormatError) as ei:
                 fn(bytes(bad))
             assert ei.value.offset == 64 * position
+
+
+def test_output_overlapping_the_input_is_refused() -> None:
+    recs = records_of([sample()] * 4)
+    with pytest.raises(ValueError, match="overlaps"):
+        rs.pack_into(recs, recs.view(np.uint8))
+    wire = bytearray(rs.pack(recs))
+    with pytest.raises(ValueError, match="overlaps"):
+        rs.unpack_into(wire, np.frombuffer(wire, rs.SIGNAL_RECORD_DTYPE))
+    with pytest.raises(ValueError, match="overlaps"):
+        rs.soupbintcp_encode_signals(wire, memoryview(wire))
+    enc = rs.MoldUDP64Encoder("S", next_sequence=42)
+    big = bytearray(2000)
+    big[:256] = wire
+    with pytest.raises(ValueError, match="overlaps"):
+        enc.encode_signals(memoryview(big)[:256], big, 256)

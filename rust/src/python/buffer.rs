@@ -73,6 +73,26 @@ impl ByteBuffer {
     }
 }
 
+impl ByteBuffer {
+    fn range(&self) -> (usize, usize) {
+        let start = self.view.buf as usize;
+        (start, start + self.len())
+    }
+
+    /// Refuses an output that shares memory with an input: Rust must not read through `&[u8]`
+    /// what it writes through `&mut [u8]`.
+    pub(crate) fn check_disjoint(&self, input: &ByteBuffer, what: &str) -> PyResult<()> {
+        let (a0, a1) = self.range();
+        let (b0, b1) = input.range();
+        if a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1 {
+            return Err(PyValueError::new_err(format!(
+                "{what} overlaps the input buffer; pass a separate output buffer"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for ByteBuffer {
     fn drop(&mut self) {
         Python::attach(|_| {

@@ -116,6 +116,7 @@ impl MoldUDP64Encoder {
     ) -> PyResult<Bound<'py, PyList>> {
         let src = ByteBuffer::get(signals, false, "signals")?;
         let mut dst = ByteBuffer::get(out, true, "out")?;
+        dst.check_disjoint(&src, "out")?;
         let n = src.len() / SIGNAL_SIZE;
         let needed = self.framed_size(n);
         check_room(offset, needed, dst.len(), "out")?;
@@ -601,6 +602,7 @@ fn soupbintcp_encode_signals(
 ) -> PyResult<usize> {
     let src = ByteBuffer::get(signals, false, "signals")?;
     let mut dst = ByteBuffer::get(out, true, "out")?;
+    dst.check_disjoint(&src, "out")?;
     let needed = src.len() / SIGNAL_SIZE * soup::SIGNAL_PACKET_SIZE;
     check_room(offset, needed, dst.len(), "out")?;
     soup::encode_signals(src.as_slice(), &mut dst.as_mut_slice()[offset..])

@@ -278,6 +278,7 @@ fn pack_into(
 ) -> PyResult<usize> {
     let rec = record_buffer(records, false)?;
     let mut dst = ByteBuffer::get(out, true, "out")?;
+    dst.check_disjoint(&rec, "out")?;
     let needed = rec.len();
     check_room(offset, needed, dst.len(), "out")?;
     let n = needed / SIGNAL_SIZE;
@@ -340,6 +341,7 @@ fn unpack_into(
     let b = ByteBuffer::get(buf, false, "buf")?;
     let n = codec::signal_count(b.len()).map_err(|e| to_pyerr(py, &e, 0))?;
     let mut dst = record_buffer(records, true)?;
+    dst.check_disjoint(&b, "records")?;
     if dst.len() < b.len() {
         return Err(PyValueError::new_err(format!(
             "records too small: {n} signals in buf, room for {}",
