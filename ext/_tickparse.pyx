@@ -642,28 +642,46 @@ cdef inline int _ts_from_parts(int64_t sec, int64_t nsec, int64_t* out) noexcept
     return 0
 
 
-cdef int _rfc3339(const uchar* s, Py_ssize_t n, int64_t* out) noexcept nogil:
-    """``YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH:MM|-HH:MM)`` to ns since the epoch: 0 ok, -1 bad."""
+ctypedef struct TsCache:
+    uint64_t w0         # first 16 bytes ("YYYY-MM-DDTHH:MM") of the last valid timestamp
+    uint64_t w1
+    int64_t base        # its seconds since the epoch at second 00 (before any offset)
+
+
+cdef int _rfc3339(const uchar* s, Py_ssize_t n, int64_t* out, TsCache* cache) noexcept nogil:
+    """``YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH:MM|-HH:MM)`` to ns since the epoch: 0 ok, -1 bad.
+    The date-hour-minute prefix of the previous timestamp is cached (streams are in order)."""
     cdef int year, mon, day, hh, mm, ss, oh, om, mdays, j
-    cdef int64_t frac = 0, sec, off = 0
+    cdef int64_t frac = 0, sec, off = 0, base
+    cdef uint64_t w0, w1
     cdef Py_ssize_t k
     cdef int nfrac = 0
     if n < 20:
         return -1
-    if (_digits(s, 4, &year) or s[4] != 45 or _digits(s + 5, 2, &mon) or s[7] != 45
-            or _digits(s + 8, 2, &day) or not (s[10] == 84 or s[10] == 116)
-            or _digits(s + 11, 2, &hh) or s[13] != 58 or _digits(s + 14, 2, &mm) or s[16] != 58
-            or _digits(s + 17, 2, &ss)):
-        return -1
-    if mon < 1 or mon > 12 or day < 1 or hh > 23 or mm > 59 or ss > 59:
-        return -1
-    if mon == 2:
-        mdays = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
-    elif mon == 4 or mon == 6 or mon == 9 or mon == 11:
-        mdays = 30
+    memcpy(&w0, s, 8)
+    memcpy(&w1, s + 8, 8)
+    if w0 == cache.w0 and w1 == cache.w1:
+        base = cache.base
     else:
-        mdays = 31
-    if day > mdays:
+        if (_digits(s, 4, &year) or s[4] != 45 or _digits(s + 5, 2, &mon) or s[7] != 45
+                or _digits(s + 8, 2, &day) or not (s[10] == 84 or s[10] == 116)
+                or _digits(s + 11, 2, &hh) or s[13] != 58 or _digits(s + 14, 2, &mm)):
+            return -1
+        if mon < 1 or mon > 12 or day < 1 or hh > 23 or mm > 59:
+            return -1
+        if mon == 2:
+            mdays = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+        elif mon == 4 or mon == 6 or mon == 9 or mon == 11:
+            mdays = 30
+        else:
+            mdays = 31
+        if day > mdays:
+            return -1
+        base = _days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60
+        cache.w0 = w0
+        cache.w1 = w1
+        cache.base = base
+    if s[16] != 58 or _digits(s + 17, 2, &ss) or ss > 59:
         return -1
     k = 19
     if s[k] == 46:
@@ -693,7 +711,7 @@ cdef int _rfc3339(const uchar* s, Py_ssize_t n, int64_t* out) noexcept nogil:
             off = -off
     else:
         return -1
-    sec = _days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off
+    sec = base + ss - off
     return _ts_from_parts(sec, frac, out)
 
 
@@ -1474,6 +1492,7 @@ cdef class TickParser:
     cdef uint64_t* _drops
     cdef object _controls
     cdef Val _vals[N_KEYS]
+    cdef TsCache _ts_cache
 
     def __cinit__(self):
         self._slots = NULL
@@ -1528,6 +1547,9 @@ cdef class TickParser:
         self._controls = _collections.deque(maxlen=max_controls)
         self._epoch = 0
         self._n_touched = 0
+        self._ts_cache.w0 = 0  # no timestamp starts with eight NUL bytes
+        self._ts_cache.w1 = 0
+        self._ts_cache.base = 0
 
     def __dealloc__(self):
         free(self._slots)
@@ -1834,7 +1856,7 @@ cdef class TickParser:
                     return
                 memcpy(dst, &d, 8)
             elif fs.ftype == F_TS:
-                if _get_ts(v, &iv) != 0:
+                if _get_ts(v, &iv, &self._ts_cache) != 0:
                     self._drop(D_MISTYPED_FIELD if v.vt != VT_STR and v.vt != VT_TS
                                else D_BAD_TIMESTAMP)
                     return
@@ -1894,7 +1916,7 @@ cdef class TickParser:
             self._n_touched += 1
 
 
-cdef inline int _get_ts(const Val* v, int64_t* out) noexcept nogil:
+cdef inline int _get_ts(const Val* v, int64_t* out, TsCache* cache) noexcept nogil:
     cdef uchar buf[40]
     cdef Py_ssize_t n
     if v.vt == VT_TS:
@@ -1905,8 +1927,8 @@ cdef inline int _get_ts(const Val* v, int64_t* out) noexcept nogil:
         n = _unescape(v.p, v.n, buf, 40)
         if n > 40:
             return -1
-        return _rfc3339(buf, n, out)
-    return _rfc3339(v.p, v.n, out)
+        return _rfc3339(buf, n, out, cache)
+    return _rfc3339(v.p, v.n, out, cache)
 
 
 cdef tuple _mp_to_py(const uchar* p, const uchar* end, int depth):
