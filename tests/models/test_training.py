@@ -147,3 +147,26 @@ def test_shifted_context_does_not_improve_results() -> None:
         train.prepare(), train.prepare(context_shift_days=1), n_boot=200
     )
     assert not check.improves, check.shifted_minus_aligned
+
+
+def test_native_kernel_matches_reference_on_daily_bars() -> None:
+    """Training uses the native kernel when built; it must equal the reference on our bars."""
+    from relentless_fast.features.reference import ReferenceFeatures
+
+    bars = data.load_bars()["NDX"].iloc[:600]
+    if data.kernel_name() != "native":
+        pytest.skip("relentless_fast._features is not built")
+    native = data.bar_features(bars)
+    idx = pd.DatetimeIndex(bars.index)
+    ts = (idx + pd.Timedelta(hours=16)).tz_localize("America/New_York").tz_convert("UTC")
+    ref = ReferenceFeatures(None, 1, bars=True, rate_tau_s=data.BAR_RATE_TAU_S).run_bars(
+        0,
+        np.asarray(ts.as_unit("ns").asi8, dtype=np.int64),
+        bars["High"].to_numpy(np.float64),
+        bars["Low"].to_numpy(np.float64),
+        bars["Close"].to_numpy(np.float64),
+        bars["Volume"].to_numpy(np.float64),
+        np.full(len(bars), np.nan),
+        np.zeros(len(bars), dtype=np.uint64),
+    )
+    np.testing.assert_allclose(native, ref, rtol=1e-5, atol=1e-6)

@@ -139,3 +139,18 @@ def test_failed_batch_fails_its_tasks_only() -> None:
         np.testing.assert_array_equal(s.submit(rows(1, 5.0), 1).result(5)["y"], rows(1, 5.0)["x"])
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("as_content", [False, True])
+def test_response_tensor_encoding_round_trips(as_content: bool) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow.core.framework import tensor_pb2
+
+    from relentless_fast.serving.grpc_api import numpy_to_tensor
+
+    arr = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
+    tp = tensor_pb2.TensorProto()
+    numpy_to_tensor(arr, tp, as_content=as_content)
+    assert bool(tp.tensor_content) == as_content
+    assert (len(tp.float_val) == 12) != as_content
+    np.testing.assert_array_equal(tf.make_ndarray(tp), arr)
