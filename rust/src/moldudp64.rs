@@ -128,6 +128,7 @@ pub fn encode_messages(
     max_datagram: usize,
 ) -> Result<Vec<Vec<u8>>, FramingError> {
     check_max_datagram(max_datagram, 1)?;
+    check_sequence_range(sequence, messages.len())?;
     let mut packets = Vec::new();
     let mut first = 0usize;
     while first < messages.len() {
@@ -161,6 +162,17 @@ pub fn encode_messages(
         first = end;
     }
     Ok(packets)
+}
+
+/// Checks that `count` messages numbered from `first` stay within u64 (the next sequence too).
+pub fn check_sequence_range(first: u64, count: usize) -> Result<(), FramingError> {
+    if first.checked_add(count as u64).is_none() {
+        return Err(FramingError::new(
+            format!("{count} messages from sequence {first} overflow the 64-bit sequence number"),
+            10,
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a datagram cap: at least one `min_message`-byte block must fit, at most 65507 bytes.
@@ -218,6 +230,7 @@ pub fn encode_signals(
         ));
     }
     let n = signals.len() / SIGNAL_SIZE;
+    check_sequence_range(first_sequence, n)?;
     let per = signals_per_packet(max_datagram);
     let needed = framed_size(n, per);
     if out.len() < needed {

@@ -173,3 +173,30 @@ def test_message_offsets_point_into_the_datagram() -> None:
         b"cde",
     ]
     assert struct.unpack(">H", raw[18:20]) == (2,)
+
+
+def test_sequence_overflow_is_refused() -> None:
+    enc = rs.MoldUDP64Encoder("S", next_sequence=2**64 - 3)
+    with pytest.raises(rs.FramingError, match="overflow"):
+        enc.encode_messages([b"a", b"b", b"c"])
+    assert len(enc.encode_messages([b"a", b"b"])) == 1
+    assert enc.next_sequence == 2**64 - 1  # the next sequence must itself fit in u64
+    with pytest.raises(rs.FramingError, match="overflow"):
+        enc.encode_signals(rs.pack_signal(0, 0, 2**64 - 1, 0, 0, 0, 0, 0, 0), bytearray(86))
+
+
+def test_large_batch_framed_with_gil_released_matches_small_batches() -> None:
+    n = 4 * rs.GIL_RELEASE_MIN_SIGNALS + 3
+    buf = signals(1, n)
+    big = rs.MoldUDP64Encoder("S")
+    out_big = bytearray(big.framed_size(n))
+    big.encode_signals(buf, out_big)
+    small = rs.MoldUDP64Encoder("S")
+    per = small.signals_per_packet
+    pieces = []
+    for i in range(0, n, per):
+        chunk = buf[64 * i : 64 * min(i + per, n)]
+        out = bytearray(small.framed_size(len(chunk) // 64))
+        small.encode_signals(chunk, out)
+        pieces.append(bytes(out))
+    assert bytes(out_big) == b"".join(pieces)

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::buffer::{check_room, ByteBuffer};
-use super::signal::{offset_error, unpack_bytes, FRAMING_ERROR};
+use super::signal::{maybe_detach, offset_error, unpack_bytes, FRAMING_ERROR};
 use crate::error::FramingError;
 use crate::moldudp64 as mold;
 use crate::signal::SIGNAL_SIZE;
@@ -121,14 +121,19 @@ impl MoldUDP64Encoder {
         let needed = self.framed_size(n);
         check_room(offset, needed, dst.len(), "out")?;
         let mut spans = Vec::with_capacity(n.div_ceil(self.signals_per_packet()));
-        let written = mold::encode_signals(
-            &self.session,
-            self.next_sequence,
-            src.as_slice(),
-            &mut dst.as_mut_slice()[offset..],
-            self.max_datagram,
-            &mut spans,
-        )
+        let (session, first, max_datagram) = (&self.session, self.next_sequence, self.max_datagram);
+        let src_slice = src.as_slice();
+        let dst_slice = &mut dst.as_mut_slice()[offset..];
+        let written = maybe_detach(py, n, || {
+            mold::encode_signals(
+                session,
+                first,
+                src_slice,
+                dst_slice,
+                max_datagram,
+                &mut spans,
+            )
+        })
         .map_err(|e| ferr(py, &e))?;
         debug_assert_eq!(written, needed);
         self.next_sequence += n as u64;

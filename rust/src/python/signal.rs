@@ -200,7 +200,7 @@ fn record_buffer(records: &Bound<'_, PyAny>, writable: bool) -> PyResult<ByteBuf
 }
 
 /// Runs `f` with the GIL released when `n` signals make it worth it.
-fn maybe_detach<T: Send>(py: Python<'_>, n: usize, f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn maybe_detach<T: Send>(py: Python<'_>, n: usize, f: impl FnOnce() -> T + Send) -> T {
     if n >= GIL_RELEASE_MIN_SIGNALS {
         py.detach(f)
     } else {
