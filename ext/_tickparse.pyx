@@ -30,6 +30,9 @@ from relentless_fast.symbols import MAX_SYMBOL_BYTES as _MAX_SYMBOL_BYTES, Symbo
 
 ctypedef unsigned char uchar
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
 # ---------------------------------------------------------------------------------------------
 # Drop reasons (index into TickParser.drop_counts). Keep DROP_REASONS in the same order.
 cdef enum:
@@ -277,11 +280,15 @@ cdef inline int _hex4(const uchar* p, const uchar* end, uint32_t* out) noexcept 
 cdef inline const uchar* _scan_string(const uchar* p, const uchar* end, int* flags,
                                      int* err) noexcept nogil:
     """``p`` just after the opening quote; returns the closing quote or NULL (err set)."""
-    cdef uint64_t w
-    while end - p >= 8:  # eight bytes at a time while none is '"', '\\' or a control character
+    cdef uint64_t w, hit
+    while end - p >= 8:  # eight bytes at a time: the lowest flagged byte is the first stop byte
         memcpy(&w, p, 8)
-        if _swar_stop(w):
-            break
+        hit = _swar_stop(w)
+        if hit:
+            p += __builtin_ctzll(hit) >> 3
+            if p[0] == 34:
+                return p
+            return _scan_string_slow(p, end, flags, err)
         p += 8
     while p < end and not _STR_STOP[p[0]]:
         p += 1
