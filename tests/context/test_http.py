@@ -143,3 +143,15 @@ async def test_errors_never_carry_the_key(server: ReplayServer) -> None:
         with pytest.raises(SourceError) as err:
             await _http(client).get(server.url + "/x", {"api_key": "supersecretvalue"})
     assert "supersecretvalue" not in str(err.value)
+
+
+async def test_token_bucket_burst_then_rate() -> None:
+    limiter = RateLimiter(20.0, burst=5)
+    starts = [await limiter.acquire() for _ in range(9)]
+    # five at once, then one per 50 ms: any k+1 starts span at least (k + 1 - 5) intervals
+    assert starts[4] - starts[0] < 0.05
+    for i, j in itertools.combinations(range(len(starts)), 2):
+        assert starts[j] - starts[i] >= (j - i + 1 - 5) * 0.05 - 1e-6
+    assert starts[8] - starts[0] >= 4 * 0.05 - 1e-6
+    with pytest.raises(ValueError):
+        RateLimiter(1.0, burst=0)

@@ -62,10 +62,13 @@ class ContextConfig:
     news_feeds: tuple[str, ...] = ()
     options_csv: str = ""  # URL or path of the daily put/call CSV; empty: no options source
     fred_series: tuple[str, ...] = FRED_SERIES
-    fred_max_rps: float = 2.0
-    congress_max_rps: float = 1.2
-    sec_max_rps: float = 10.0
-    news_max_rps: float = 2.0
+    fred_max_rps: float = 2.0  # FRED: 120 requests/minute per key
+    fred_burst: int = 10
+    congress_max_rps: float = 1.3  # Congress.gov: 5,000 requests/hour per key
+    congress_burst: int = 40
+    sec_max_rps: float = 10.0  # EDGAR: at most 10 requests/second, no burst
+    news_max_rps: float = 2.0  # per feed host set; feeds publish no limit
+    news_burst: int = 4
     http_timeout_s: float = 20.0
     max_attempts: int = 4
     backoff_base_s: float = 0.5
@@ -88,6 +91,8 @@ class ContextConfig:
         for name in ("fred_max_rps", "congress_max_rps", "sec_max_rps", "news_max_rps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
+        if min(self.fred_burst, self.congress_burst, self.news_burst) < 1:
+            raise ConfigError("bursts must be >= 1")
         if self.sec_max_rps > 10.0:
             raise ConfigError("sec_max_rps must be <= 10 (EDGAR fair-access limit)")
         if self.http_timeout_s <= 0 or self.max_attempts < 1 or self.http_concurrency < 1:

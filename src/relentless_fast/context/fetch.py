@@ -52,10 +52,12 @@ class FetchContext:
     since: dt.datetime | None = None  # last successful Congress fetch (UTC)
 
     def http(
-        self, source: str, max_rps: float, headers: dict[str, str] | None = None
+        self, source: str, max_rps: float, burst: int, headers: dict[str, str] | None = None
     ) -> SourceHttp:
         """A rate-limited, retrying requester for ``source``."""
-        return SourceHttp(source, self.client, max_rps=max_rps, retry=self.retry, headers=headers)
+        return SourceHttp(
+            source, self.client, max_rps=max_rps, burst=burst, retry=self.retry, headers=headers
+        )
 
 
 async def fetch_fred(fc: FetchContext, http: SourceHttp) -> Payload:
@@ -243,16 +245,16 @@ async def fetch_options(fc: FetchContext, http: SourceHttp) -> Payload:
 Fetcher = Callable[[FetchContext, SourceHttp], Awaitable[Payload]]
 
 
-def fetchers(cfg: ContextConfig) -> dict[str, tuple[Fetcher, float, dict[str, str]]]:
-    """Source name -> (fetcher, max requests per second, extra headers)."""
+def fetchers(cfg: ContextConfig) -> dict[str, tuple[Fetcher, float, int, dict[str, str]]]:
+    """Source name -> (fetcher, max requests per second, burst, extra headers)."""
     sec_headers = {"User-Agent": cfg.sec_user_agent, "Accept-Encoding": "gzip, deflate"}
     return {
-        "congress": (fetch_congress, cfg.congress_max_rps, {}),
-        "fred": (fetch_fred, cfg.fred_max_rps, {}),
-        "sec": (fetch_sec, cfg.sec_max_rps, sec_headers),
-        "calendar": (fetch_calendar, cfg.fred_max_rps, {}),
-        "news": (fetch_news, cfg.news_max_rps, {}),
-        "options": (fetch_options, cfg.news_max_rps, {}),
+        "congress": (fetch_congress, cfg.congress_max_rps, cfg.congress_burst, {}),
+        "fred": (fetch_fred, cfg.fred_max_rps, cfg.fred_burst, {}),
+        "sec": (fetch_sec, cfg.sec_max_rps, 1, sec_headers),
+        "calendar": (fetch_calendar, cfg.fred_max_rps, cfg.fred_burst, {}),
+        "news": (fetch_news, cfg.news_max_rps, cfg.news_burst, {}),
+        "options": (fetch_options, cfg.news_max_rps, cfg.news_burst, {}),
     }
 
 
@@ -273,10 +275,10 @@ async def fetch_all(
         fc = FetchContext(cfg, as_of, universe, client, retry, since)
         table = fetchers(cfg)
         # FRED series and the calendar share one key: share one limiter too
-        fred_http = fc.http("fred", cfg.fred_max_rps)
+        fred_http = fc.http("fred", cfg.fred_max_rps, cfg.fred_burst)
         https = {
-            name: fred_http if name in ("fred", "calendar") else fc.http(name, rps, headers)
-            for name, (_f, rps, headers) in table.items()
+            name: fred_http if name in ("fred", "calendar") else fc.http(name, rps, burst, headers)
+            for name, (_f, rps, burst, headers) in table.items()
         }
 
         async def run(name: str) -> FetchResult:
