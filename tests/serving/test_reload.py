@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,7 +113,26 @@ def test_warmup_ran_before_available(srv: ServerProcess) -> None:
 
 def test_reload_over_grpc(stubs: tuple[Any, Any], repo: Path) -> None:
     model_stub, pred_stub = stubs
-    resp = reload(model_stub, config_text([1, 3], {"stable": 1, "dev": 3}, repo))
+    errors: list[BaseException] = []
+    served = [0]
+    done = threading.Event()
+
+    def hammer() -> None:  # requests to the kept version while the reload loads version 3
+        while not done.is_set():
+            try:
+                assert predict_version(pred_stub, label="stable").model_spec.version.value == 1
+                served[0] += 1
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        resp = reload(model_stub, config_text([1, 3], {"stable": 1, "dev": 3}, repo))
+    finally:
+        done.set()
+        t.join()
+    assert not errors and served[0] > 0
     assert resp.status.error_code == 0, resp.status.error_message
     assert states(model_stub) == {1: AVAILABLE, 2: END, 3: AVAILABLE}
     assert predict_version(pred_stub, label="dev").model_spec.version.value == 3

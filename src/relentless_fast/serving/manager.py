@@ -76,18 +76,25 @@ class ModelManager:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._lock = threading.RLock()
+        self._apply_lock = threading.Lock()
         self._models: dict[str, ModelState] = {}
 
     # -- config ---------------------------------------------------------------------------------
     def apply(self, entries: list[ModelEntry]) -> None:
-        """Make the served set equal ``entries``; raises ServingError (previous config kept)."""
-        with self._lock:
+        """Make the served set equal ``entries``; raises ServingError (previous config kept).
+
+        Loading and warmup run without blocking requests: the served set is swapped in one step
+        when the new config is complete (applies are serialised among themselves).
+        """
+        with self._apply_lock:
+            with self._lock:
+                current = dict(self._models)
             new_states: dict[str, ModelState] = {}
             loaded: list[VersionState] = []
             retired: list[VersionState] = []
             try:
                 for e in entries:
-                    old = self._models.get(e.name)
+                    old = current.get(e.name)
                     st = ModelState(e, dict(old.versions) if old else {})
                     wanted = e.wanted_versions(mc.list_versions(e.base_path))
                     for v in wanted:
@@ -107,12 +114,13 @@ class ModelManager:
                 for vs in loaded:  # roll back: the previous config stays in force
                     self._unload(vs)
                 raise
-            for name, old in self._models.items():
+            for name, old in current.items():
                 if name not in new_states:
                     retired.extend(old.versions.values())
+            with self._lock:
+                self._models = new_states
             for vs in retired:
                 self._unload(vs)
-            self._models = new_states
 
     def _check_labels(self, e: ModelEntry, st: ModelState) -> dict[str, int]:
         for v in e.labels.values():
