@@ -135,9 +135,10 @@ def pack_into(records: npt.NDArray[np.void], out: _BufferLike, offset: int = 0) 
 
     ``out`` is any writable C-contiguous buffer (bytearray, numpy uint8 array, memoryview), reused
     across calls. Returns the bytes written (``64 * len(records)``). Raises ``ValueError`` when
-    ``out`` is too small (nothing written), ``TypeError`` for a wrong dtype, ``SignalFormatError``
-    for a bad action or reserved flag bit (``offset`` = the record's byte offset in ``records``;
-    ``out`` may then be partly written). Releases the GIL for large batches.
+    ``out`` is too small or shares memory with ``records`` (nothing written), ``TypeError`` for a
+    wrong dtype or a read-only ``out``, ``SignalFormatError`` for a bad action or reserved flag bit
+    (``offset`` = the record's byte offset in ``records``; ``out`` may then be partly written).
+    Releases the GIL for batches of ``GIL_RELEASE_MIN_SIGNALS`` or more.
     """
 
 def pack(records: npt.NDArray[np.void]) -> bytes:
