@@ -327,3 +327,43 @@ def test_output_overlapping_the_input_is_refused() -> None:
     big[:256] = wire
     with pytest.raises(ValueError, match="overlaps"):
         enc.encode_signals(memoryview(big)[:256], big, 256)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_no_memory_growth_over_many_calls() -> None:
+    """Buffers, bytes, arrays, packets and exceptions are all released (RSS stays flat)."""
+    try:
+        _rss_bytes()
+    except OSError:
+        pytest.skip("/proc/self/statm not available")
+    recs = records_of([sample(sequence=i) for i in range(1, 23)])
+    out = bytearray(64 * 22)
+    enc = rs.MoldUDP64Encoder("LEAK", max_datagram=1472)
+    frame = bytearray(enc.framed_size(22))
+    stream = rs.SoupBinTCPPacket.login_accepted("LEAK", 1).encode() + b"".join(
+        rs.SoupBinTCPPacket.sequenced_data(out[i : i + 64]).encode() for i in range(0, 1408, 64)
+    )
+
+    def once() -> None:
+        rs.pack_into(recs, out)
+        rs.unpack(out)
+        rs.pack_signal(**sample())
+        enc.next_sequence = 1
+        spans = enc.encode_signals(out, frame)
+        rs.moldudp64_decode(frame[: spans[0][1]]).signals()
+        rs.SoupBinTCPDecoder().feed(stream)
+        with pytest.raises(rs.SignalFormatError):
+            rs.unpack(out[:100])
+        with pytest.raises(TypeError):
+            rs.pack_into(recs, b"read-only")
+
+    for _ in range(2_000):
+        once()
+    before = _rss_bytes()
+    for _ in range(20_000):
+        once()
+    assert _rss_bytes() - before < 4 * 1024 * 1024
