@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from relentless_fast.inference.batch import FLAG_CANARY, FLAG_FALLBACK, BatchResult, DropReason
+from relentless_fast.inference.batch import (
+    FLAG_CANARY,
+    FLAG_COALESCED,
+    FLAG_FALLBACK,
+    BatchResult,
+    DropReason,
+)
 from relentless_fast.inference.batcher import MicroBatcher
 from relentless_fast.inference.breaker import CircuitBreaker
 from relentless_fast.inference.embedded import EmbeddedBackend, LiteRTModel
@@ -307,3 +313,70 @@ async def test_server_killed_and_restarted_mid_stream(
     for r in results:
         if r.backend == "embedded":
             assert ((r.flags & FLAG_FALLBACK) > 0).all()
+
+
+async def test_coalescing_while_the_real_server_is_busy(
+    slow_server: Any, embedded: EmbeddedBackend, rows: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """One in-flight batch allowed: later rows wait in the batcher and coalesce per symbol."""
+    remote = await backend_for(
+        slow_server.grpc_target, options=GrpcOptions(channels=1, max_in_flight_per_channel=1)
+    )
+    results: list[BatchResult] = []
+    pipe = InferencePipeline(
+        on_result=results.append,
+        embedded=embedded,
+        remote=remote,
+        options=PipelineOptions(deadline_ms=10_000),
+    )
+    batcher = MicroBatcher(
+        n_symbols=16,
+        n_features=remote.n_features,
+        context_dim=remote.context_dim,
+        window_us=10,
+        max_batch=8,
+        queue_rows=16,
+        coalesce=True,
+        dispatch=pipe.dispatch,
+        has_capacity=pipe.has_capacity,
+        counters=pipe.counters,
+        loop=asyncio.get_running_loop(),
+    )
+    pipe.on_capacity = batcher.on_capacity
+    ticks, context = rows
+    next_id = [0]
+
+    def frame(ids: list[int]) -> None:
+        n = len(ids)
+        batcher.submit(
+            np.array(ids, np.int32),
+            ticks[:n],
+            context[:n],
+            np.arange(next_id[0], next_id[0] + n, dtype=np.int64),
+        )
+        next_id[0] += n
+        batcher.end_of_burst()
+
+    try:
+        frame([0, 1, 2])
+        await asyncio.sleep(0.05)  # the first batch is on the wire (held 0.3 s by the server)
+        assert not remote.has_capacity()
+        frame([3, 4])
+        frame([4, 5, 3])
+        frame([3])
+        assert batcher.pending == 3
+        for _ in range(300):
+            await asyncio.sleep(0.02)
+            if pipe.counters.rows_delivered == 6 and not pipe.in_flight:
+                break
+    finally:
+        await remote.close()
+    c = pipe.counters
+    assert c.rows_submitted == 9
+    assert c.rows_coalesced == 3
+    assert c.rows_delivered == 6
+    assert [r.backend for r in results] == ["grpc", "grpc"]
+    last = results[-1]
+    assert last.symbol_ids.tolist() == [3, 4, 5]
+    assert last.event_ts_ns.tolist() == [8, 5, 6]  # the newest row of each symbol
+    assert last.flags.tolist() == [FLAG_COALESCED, FLAG_COALESCED, 0]
