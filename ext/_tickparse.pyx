@@ -946,11 +946,13 @@ cdef inline int _key_id(const uchar* k, Py_ssize_t n) noexcept nogil:
 
 cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint64_t* seen,
                                int* err) noexcept nogil:
-    """``p`` at '{': capture known keys into ``vals``; returns the byte after '}' or NULL."""
+    """``p`` at '{': capture known keys into ``vals``; returns the byte after '}' or NULL.
+    Compact JSON (no whitespace, one- or two-byte keys) takes the short paths."""
     cdef const uchar* q
     cdef int flags, kid
     cdef Py_ssize_t klen
     cdef uchar kbuf[4]
+    cdef uint64_t got = 0
     seen[0] = 0
     p = _ws(p + 1, end)
     if p >= end:
@@ -964,10 +966,10 @@ cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint
             return NULL
         if end - p > 3 and p[2] == 34 and not _STR_STOP[p[1]]:  # one-byte key
             kid = _KEY1[p[1]]
-            q = p + 2
+            q = p + 3
         elif end - p > 4 and p[3] == 34 and not _STR_STOP[p[1]] and not _STR_STOP[p[2]]:
             kid = _key_id(p + 1, 2)
-            q = p + 3
+            q = p + 4
         else:
             flags = 0
             q = _scan_string(p + 1, end, &flags, err)
@@ -978,21 +980,31 @@ cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint
                 kid = _key_id(kbuf, klen) if klen <= 4 else -1
             else:
                 kid = _key_id(p + 1, q - p - 1)
-        p = _ws(q + 1, end)
-        if p >= end:
-            err[0] = E_TRUNCATED
-            return NULL
-        if p[0] != 58:
-            err[0] = E_MALFORMED
-            return NULL
-        p = _ws(p + 1, end)
+            q += 1
+        # q: just after the key's closing quote
+        if q < end and q[0] == 58:
+            p = q + 1
+        else:
+            p = _ws(q, end)
+            if p >= end:
+                err[0] = E_TRUNCATED
+                return NULL
+            if p[0] != 58:
+                err[0] = E_MALFORMED
+                return NULL
+            p += 1
+        if p < end and _WS[p[0]]:
+            p = _ws(p, end)
         if kid >= 0:
             p = _json_capture(p, end, &vals[kid], err)
-            seen[0] |= (<uint64_t>1) << kid
+            got |= (<uint64_t>1) << kid
         else:
             p = _json_skip(p, end, 1, err)
         if p == NULL:
             return NULL
+        if end - p > 1 and p[0] == 44 and p[1] == 34:  # ',"': the next key follows directly
+            p += 1
+            continue
         p = _ws(p, end)
         if p >= end:
             err[0] = E_TRUNCATED
@@ -1004,6 +1016,7 @@ cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint
                 return NULL
             continue
         if p[0] == 125:
+            seen[0] = got
             return p + 1
         err[0] = E_MALFORMED
         return NULL
@@ -1762,7 +1775,11 @@ cdef class TickParser:
         if self._vals[K_T].vt != VT_STR:
             self._drop(D_MISTYPED_FIELD)
             return 0
-        tlen = _str_bytes(&self._vals[K_T], tbuf, 16)
+        if self._vals[K_T].n == 1 and not self._vals[K_T].flags & FL_ESC:
+            tlen = 1
+            tbuf[0] = self._vals[K_T].p[0]
+        else:
+            tlen = _str_bytes(&self._vals[K_T], tbuf, 16)
         if tlen == 1:
             c = tbuf[0]
             if c == 116:
