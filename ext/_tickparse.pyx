@@ -1859,6 +1859,14 @@ cdef class TickParser:
             return
         for j in range(_REC_SIZE[kind] >> 3):
             recw[j] = 0
+        if kind == KIND_TRADE and _fast_trade(self._vals, seen, <TradeRec*>recw, &self._ts_cache):
+            self._write(kind, sid, rec, tchar)
+            return
+        if kind == KIND_QUOTE and _fast_quote(self._vals, seen, <QuoteRec*>recw, &self._ts_cache):
+            self._write(kind, sid, rec, tchar)
+            return
+        for j in range(_REC_SIZE[kind] >> 3):  # the fast path bailed out: start clean
+            recw[j] = 0
         for j in range(_NSPECS[kind]):
             fs = &_SPECS[kind][j]
             dst = <char*>rec + fs.offset
@@ -1926,7 +1934,10 @@ cdef class TickParser:
                     self._drop(D_MISTYPED_FIELD)
                     return
                 slen = _str_bytes(v, <uchar*>dst, 4 if fs.ftype == F_STR4 else 8)
-        # complete and valid: stamp and commit
+        self._write(kind, sid, rec, tchar)
+
+    cdef inline void _write(self, int kind, int32_t sid, uchar* rec, uchar tchar) noexcept:
+        """Stamp ``seq`` on a complete, valid record and commit it to its ring."""
         self.seq += 1
         memcpy(<char*>rec + _OFF_SEQ[kind], &self.seq, 8)
         if kind == KIND_BAR:
@@ -1938,6 +1949,62 @@ cdef class TickParser:
             self._stamp[sid] = self._epoch
             self._touched[self._n_touched] = <uint32_t>sid
             self._n_touched += 1
+
+
+# Straight-line paths for the two common kinds. They only succeed when every field is present and
+# valid with the same result as the table-driven loop; otherwise the loop decides the drop reason.
+
+cdef inline bint _f_num(const Val* v, double* out) noexcept nogil:
+    return _get_double(v, out) == 0 and isfinite(out[0]) and out[0] >= 0
+
+
+cdef inline bint _f_id(const Val* v, int64_t* out) noexcept nogil:
+    if v.vt == VT_INT:
+        out[0] = v.i
+        return True
+    if (v.vt == VT_NUM and (v.flags & (FL_INT | FL_SLOW)) == FL_INT
+            and v.u <= <uint64_t>INT64_MAX + (1 if v.flags & FL_NEG else 0)):
+        out[0] = <int64_t>(0 - v.u) if v.flags & FL_NEG else <int64_t>v.u
+        return True
+    return False
+
+
+cdef inline bint _f_code(const Val* vals, uint64_t seen, int key, uint8_t* out) noexcept nogil:
+    cdef const Val* v = &vals[key]
+    if not (seen >> key) & 1 or v.vt == VT_NULL:
+        return True
+    if v.vt != VT_STR or v.flags & FL_ESC:
+        return False
+    out[0] = v.p[0] if v.n > 0 else 0
+    return True
+
+
+cdef inline bint _f_conds(const Val* vals, uint64_t seen, char* out) noexcept nogil:
+    cdef const Val* v = &vals[K_c]
+    if not (seen >> K_c) & 1 or v.vt == VT_NULL:
+        return True
+    return _conds(v, <uchar*>out) == 0
+
+
+cdef inline bint _fast_trade(const Val* vals, uint64_t seen, TradeRec* r,
+                             TsCache* cache) noexcept nogil:
+    cdef uint64_t req = (1ULL << K_t) | (1ULL << K_i) | (1ULL << K_p) | (1ULL << K_s)
+    if (seen & req) != req or _get_ts(&vals[K_t], &r.ts_ns, cache) != 0:
+        return False
+    return (_f_id(&vals[K_i], &r.trade_id) and _f_num(&vals[K_p], &r.price)
+            and _f_num(&vals[K_s], &r.size) and _f_conds(vals, seen, r.conditions)
+            and _f_code(vals, seen, K_x, &r.exchange) and _f_code(vals, seen, K_z, &r.tape))
+
+
+cdef inline bint _fast_quote(const Val* vals, uint64_t seen, QuoteRec* r,
+                             TsCache* cache) noexcept nogil:
+    cdef uint64_t req = (1ULL << K_t) | (1ULL << K_bp) | (1ULL << K_ap) | (1ULL << K_bs) | (1ULL << K_as)
+    if (seen & req) != req or _get_ts(&vals[K_t], &r.ts_ns, cache) != 0:
+        return False
+    return (_f_num(&vals[K_bp], &r.bid_price) and _f_num(&vals[K_ap], &r.ask_price)
+            and _f_num(&vals[K_bs], &r.bid_size) and _f_num(&vals[K_as], &r.ask_size)
+            and _f_conds(vals, seen, r.conditions) and _f_code(vals, seen, K_bx, &r.bid_exchange)
+            and _f_code(vals, seen, K_ax, &r.ask_exchange) and _f_code(vals, seen, K_z, &r.tape))
 
 
 cdef inline int _get_ts(const Val* v, int64_t* out, TsCache* cache) noexcept nogil:
