@@ -395,3 +395,42 @@ async def test_a_subscription_missing_configured_symbols_is_reported() -> None:
             "'statuses': ['*'], 'lulds': ['AAPL']}"
         ]
         assert not sink.errors[0].fatal and feed.counters.connects == 1
+
+
+async def test_an_unauthorised_upgrade_is_fatal_and_others_are_retried() -> None:
+    async with AlpacaReplayServer(ReplayServerConfig(reject_upgrade_status=401)) as server:
+        feed = AlpacaFeed(config_for(server, auth_in_headers=True), CollectingSink())
+        with pytest.raises(FeedFatalError, match="HTTP 401"):
+            await asyncio.wait_for(feed.run(), 5.0)
+        assert feed.counters.reconnects == 0
+    async with AlpacaReplayServer(ReplayServerConfig(reject_upgrade_status=503)) as server:
+        feed = AlpacaFeed(config_for(server, max_consecutive_failures=2), CollectingSink())
+        with pytest.raises(FeedFatalError, match="gave up after 2"):
+            await asyncio.wait_for(feed.run(), 5.0)
+
+
+async def test_stop_during_a_hanging_connect_returns_promptly() -> None:
+    handler_done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)  # accept TCP, never answer the upgrade, then hang up
+        writer.close()
+        handler_done.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = AlpacaFeedConfig(**{**FAST, "url": f"ws://127.0.0.1:{port}/v2/test",
+                                     "connect_timeout_secs": 30.0})  # fmt: skip
+        feed = AlpacaFeed(config, CollectingSink())
+        task = asyncio.create_task(feed.run())
+        await wait_until(lambda: feed.state is FeedState.CONNECTING)
+        await asyncio.sleep(0.05)
+        feed.stop()
+        await asyncio.wait_for(task, 0.3)  # well before the server hangs up
+        assert feed.state is FeedState.STOPPED and feed.counters.connects == 0
+        await asyncio.wait_for(handler_done.wait(), 2.0)
+        await asyncio.sleep(0.05)  # the abandoned handshake fails and its socket is closed
+    finally:
+        server.close()
+        await server.wait_closed()

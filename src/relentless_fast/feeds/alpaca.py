@@ -29,11 +29,20 @@ import os
 import random
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSHandshakeError,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    ws_connect,
+)
 
 from relentless_fast.feeds.base import (
     BytesLike,
@@ -477,6 +486,26 @@ def _ext(b: memoryview, i: int, n: int, ext_type: int) -> tuple[Any, int]:
     return (ext_type - 256 if ext_type > 127 else ext_type, raw), i + n
 
 
+def _close_when_connected(session: _Session) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback for an abandoned connect: close what it opened, retrieve its error."""
+
+    def callback(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            future.exception()
+        session.close()
+
+    return callback
+
+
+def _connect_error(url: str, exc: Exception) -> FeedError:
+    """A failed connect is retried, except an upgrade the server refuses as unauthorised."""
+    response = getattr(exc, "response", None) if isinstance(exc, WSHandshakeError) else None
+    status = getattr(response, "status", None)
+    if status is not None and int(status) in (401, 403):
+        return FeedError(None, f"{url} refused the upgrade: HTTP {int(status)}", fatal=True)
+    return FeedError(None, f"connect to {url} failed: {exc!r}", retry=True)
+
+
 class AlpacaFeed(Feed):
     """Alpaca market-data v2 stream as a :class:`~relentless_fast.feeds.base.Feed`.
 
@@ -576,8 +605,8 @@ class AlpacaFeed(Feed):
         self._set_state(FeedState.CONNECTING, cfg.url)
         session = _JsonSession(self) if self.encoding is FrameEncoding.JSON else _Session(self)
         self._session = session
-        try:
-            await asyncio.wait_for(
+        connect = asyncio.ensure_future(
+            asyncio.wait_for(
                 ws_connect(
                     lambda: session,
                     cfg.url,
@@ -590,11 +619,27 @@ class AlpacaFeed(Feed):
                     read_buffer_init_size=cfg.read_buffer_init_size,
                     logger_name="relentless_fast.feeds.alpaca.ws",
                 ),
-                timeout=cfg.connect_timeout_secs,
+                # Backstop for the TCP connect; picows times the handshake itself (and closes
+                # the socket, which cancelling it mid-handshake would not).
+                timeout=2 * cfg.connect_timeout_secs,
             )
+        )
+        try:
+            await asyncio.wait({connect, done}, return_when=asyncio.FIRST_COMPLETED)
+            if not connect.done():
+                if self._stopping:  # stop() during the connect: let it finish in the background
+                    connect.add_done_callback(_close_when_connected(session))
+                    self._session = None
+                    return None, False
+                await asyncio.wait({connect})  # frames read with the handshake ended the session
+            connect.result()
+        except asyncio.CancelledError:
+            connect.add_done_callback(_close_when_connected(session))
+            self._session = None
+            raise
         except Exception as exc:  # OSError, WSError, TimeoutError: all mean "try again later"
             self._session = None
-            error = FeedError(None, f"connect to {cfg.url} failed: {exc!r}", retry=True)
+            error = _connect_error(cfg.url, exc)
             self._report_error(error)
             return error, False
         self.counters.connects += 1

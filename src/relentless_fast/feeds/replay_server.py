@@ -32,6 +32,8 @@ from picows import (
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
     ws_create_server,
 )
 
@@ -107,6 +109,8 @@ class ReplayServerConfig:
     out at once, so the average rate holds even though the loop sleeps in ~1 ms steps)."""
     repeat: int = 1
     """Send ``frames`` this many times in a row (long benchmark runs from a short list)."""
+    reject_upgrade_status: int | None = None
+    """Refuse every WebSocket upgrade with this HTTP status (e.g. 401)."""
     log_sent: bool = True
     """Keep ``sent_frames`` and ``sent_ts_ns`` per session (turn off for long runs)."""
     abort_after_frames: int | None = None
@@ -472,7 +476,11 @@ class AlpacaReplayServer:
             self._frames[encoding] = frames
         return frames
 
-    def _factory(self, request: WSUpgradeRequest) -> ServerSession:
+    def _factory(self, request: WSUpgradeRequest) -> ServerSession | WSUpgradeResponseWithListener:
+        status = self.config.reject_upgrade_status
+        if status is not None:
+            response = WSUpgradeResponse.create_error_response(status, b"upgrade refused")
+            return WSUpgradeResponseWithListener(response, None)
         session = ServerSession(self, len(self.sessions), request)
         self.sessions.append(session)
         return session
