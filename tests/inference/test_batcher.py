@@ -283,3 +283,20 @@ def test_interleaved_dispatch_and_wraparound() -> None:
     assert c.rows_submitted == sink.rows + c.rows_coalesced + c.rows_dropped
     ids = sink.row_ids()
     assert len(set(ids)) == len(ids)  # no row dispatched twice
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    b = make(Sink())
+    sym, ticks, ctx, ets, _ = rows([1, 2])
+    with pytest.raises(ValueError, match="symbol id outside"):
+        b.submit(np.array([1, 64], np.int32), ticks, ctx, ets)
+    with pytest.raises(ValueError, match="symbol id outside"):
+        b.submit(np.array([-1, 2], np.int32), ticks, ctx, ets)
+    with pytest.raises(ValueError, match="int32"):
+        b.submit(sym.astype(np.int64), ticks, ctx, ets)
+    with pytest.raises(ValueError, match="expected symbol_ids"):
+        b.submit(sym, ticks[:1], ctx, ets)  # would broadcast silently
+    with pytest.raises(ValueError, match="expected symbol_ids"):
+        b.submit(sym, ticks, ctx[:, :1], ets)
+    assert b.pending == 0
+    assert b.counters.rows_submitted == 0

@@ -528,3 +528,28 @@ def test_batcher_timer_under_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
+
+
+async def test_close_counts_rows_still_in_flight(
+    server: StandinServer, tiny_model: Any, embedded: EmbeddedBackend
+) -> None:
+    server.delay_s = 5.0
+    backend = await started(server.address, tiny_model)
+    results = Results()
+    pipe = InferencePipeline(
+        on_result=results,
+        embedded=embedded,
+        remote=backend,
+        options=PipelineOptions(deadline_ms=5000),
+    )
+    try:
+        pipe.dispatch(make_batch(0, np.arange(3), 6, 5))  # task not even started yet
+        await pipe.close()
+        pipe.dispatch(make_batch(1, np.arange(4), 6, 5))
+        await asyncio.sleep(0.05)  # this one is waiting on the server
+        await pipe.close()
+    finally:
+        await backend.close()
+    assert results.n == 0
+    assert pipe.counters.dropped[DropReason.SHUTDOWN] == 7
+    assert pipe.in_flight == 0

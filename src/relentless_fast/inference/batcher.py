@@ -146,6 +146,7 @@ class MicroBatcher:
         n = int(symbol_ids.shape[0])
         if n == 0:
             return
+        self._check(symbol_ids, ticks, context, event_ts_ns, flags)
         now = time.perf_counter_ns()
         self.counters.rows_submitted += n
         if flags is None:
@@ -202,6 +203,34 @@ class MicroBatcher:
         return n
 
     # -- internals --------------------------------------------------------------------------
+
+    def _check(
+        self,
+        sym: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        ctx: npt.NDArray[np.float32],
+        ets: npt.NDArray[np.int64],
+        flags: npt.NDArray[np.uint16] | None,
+    ) -> None:
+        """Shapes and symbol ids, so bad input is a clear error, never a silent broadcast."""
+        n = sym.shape[0]
+        if (
+            sym.ndim != 1
+            or ticks.shape != (n, self._ticks.shape[1])
+            or ctx.shape != (n, self._ctx.shape[1])
+            or ets.shape != (n,)
+            or (flags is not None and flags.shape != (n,))
+        ):
+            raise ValueError(
+                f"submit: expected symbol_ids ({n},), ticks ({n}, {self._ticks.shape[1]}), "
+                f"context ({n}, {self._ctx.shape[1]}), event_ts_ns ({n},); got {sym.shape}, "
+                f"{ticks.shape}, {ctx.shape}, {ets.shape}"
+            )
+        if sym.dtype != np.int32:
+            raise ValueError(f"submit: symbol_ids must be int32, got {sym.dtype}")
+        # One comparison catches negative ids too: they wrap to huge unsigned values.
+        if (sym.view(np.uint32) >= self.n_symbols).any():
+            raise ValueError(f"submit: symbol id outside 0..{self.n_symbols - 1}: {sym.tolist()}")
 
     def _dedupe_frame(
         self,

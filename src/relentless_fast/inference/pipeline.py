@@ -84,7 +84,7 @@ class InferencePipeline:
         self.label_stats = {LABEL_STABLE: LabelStats(), LABEL_CANARY: LabelStats()}
         self.on_capacity: Callable[[], None] | None = None
         self.callback_errors = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], int] = {}  # remote group in flight -> its rows
         self._canary_enabled = router is not None and router.fraction > 0
         if remote is not None:
             self._canary_enabled &= LABEL_CANARY in remote.labels
@@ -106,8 +106,8 @@ class InferencePipeline:
                 self._serve_embedded(label, group, fallback=False)
             elif self.breaker.allow():
                 task = asyncio.get_running_loop().create_task(self._serve_remote(label, group))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks[task] = len(group)
+                task.add_done_callback(self._task_done)
             else:
                 self._serve_embedded(label, group, fallback=True)
 
@@ -164,7 +164,6 @@ class InferencePipeline:
             done, _ = await asyncio.wait({call}, timeout=opts.deadline_ms / 1e3)
         except asyncio.CancelledError:
             call.cancel()
-            self.counters.drop(DropReason.SHUTDOWN, len(group))
             raise
         stats.calls += 1
         stats.rows += len(group)
@@ -190,6 +189,14 @@ class InferencePipeline:
         stats.record_error(code)
         self.breaker.record_failure()
         self._serve_embedded(label, group, fallback=True)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        n = self._tasks.pop(task, 0)
+        if task.cancelled():  # closed before the group was served (even before it started)
+            self.counters.drop(DropReason.SHUTDOWN, n)
+        elif task.exception() is not None:
+            log.error("remote serving task failed", exc_info=task.exception())
+            self.counters.drop(DropReason.BACKEND_ERROR, n)
 
     def _late_reply(self, call: asyncio.Future[tuple[Outputs, int]]) -> None:
         if not call.cancelled() and call.exception() is None:
@@ -244,7 +251,7 @@ class InferencePipeline:
 
     async def close(self) -> None:
         """Cancel what is still in flight (rows counted as ``SHUTDOWN``)."""
-        tasks = set(self._tasks)
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
