@@ -51,13 +51,14 @@ async def test_recorded_list_pages_follow_next(server: ReplayServer, shared_fixt
     hits = server.hits("/v3/bill")
     assert len(hits) == 2
     q0, q1 = hits[0].query, hits[1].query
-    assert q0["api_key"] == KEY and q0["format"] == "json"
+    assert hits[0].headers["x-api-key"] == KEY and q0["format"] == "json"
+    assert "api_key" not in q0  # the key never travels in a URL
     assert (
         q0["fromDateTime"] == "2022-04-02T00:00:00Z" and q0["toDateTime"] == "2022-04-03T00:00:00Z"
     )
     assert q0["sort"] == "updateDate desc"
     # next's offset/limit are used, the key (which next omits) is added back, filters kept
-    assert q1["offset"] == "20" and q1["limit"] == "20" and q1["api_key"] == KEY
+    assert q1["offset"] == "20" and q1["limit"] == "20" and hits[1].headers["x-api-key"] == KEY
     assert q1["fromDateTime"] == q0["fromDateTime"]
 
 
@@ -104,6 +105,9 @@ async def test_recorded_detail_and_actions(
     server.route(
         path + "/actions", json_reply((shared_fixtures / "congress" / actions).read_text())
     )
+    subjects = {"subjects": {"legislativeSubjects": [{"name": "Marine pollution"}],
+                             "policyArea": {"name": area}}}  # fmt: skip
+    server.route(path + "/subjects", json_reply(json.dumps(subjects)))
     bill = Bill(d["congress"], d["type"].lower(), d["number"], "", "", "", "")
     async with httpx.AsyncClient() as hc:
         await _client(hc, server).detail(bill)
@@ -112,8 +116,9 @@ async def test_recorded_detail_and_actions(
     assert bill.action_texts and all(isinstance(t, str) for t in bill.action_texts)
     if n_actions is not None:
         assert len(bill.action_texts) == n_actions
-    assert [h.path for h in server.hits("/v3/")] == [path, path + "/actions"]
-    assert all(h.query["api_key"] == KEY for h in server.hits("/v3/"))
+    assert bill.subjects == ["Marine pollution", area]
+    assert [h.path for h in server.hits("/v3/")] == [path, path + "/actions", path + "/subjects"]
+    assert all(h.headers["x-api-key"] == KEY for h in server.hits("/v3/"))
 
 
 @pytest.mark.parametrize(
@@ -161,6 +166,9 @@ def _bill(title: str, action: str = "Referred to committee.", **kw: object) -> B
 
 
 def test_topics() -> None:
+    assert legislation.topics_of(_bill("A bill", subjects=["Tariffs", "Customs"])) == (
+        "trade_tariffs",
+    )
     assert legislation.topics_of(_bill("Tax Relief for Families Act")) == ("tax",)
     assert "defense" in legislation.topics_of(_bill("National Defense Authorization Act"))
     assert legislation.topics_of(_bill("Honoring libraries")) == ()

@@ -284,3 +284,18 @@ async def test_load_publishes_to_redis_and_the_reader_sees_it(
     file_store = ContextStore(snapshot_path=cfg.snapshot_path)
     latest = file_store.latest()
     assert latest is not None and latest.version == loaded.version
+
+
+async def test_keys_never_reach_the_logs(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from tests.context.world import CONGRESS_KEY, FRED_KEY
+
+    world.fail = {"fred"}  # failures log their URLs too
+    with caplog.at_level(logging.DEBUG):
+        result = await load_once(world.config(tmp_path), AS_OF)
+    assert result.ok
+    assert "api_key=***" in caplog.text  # the request lines were logged, redacted
+    assert FRED_KEY not in caplog.text and CONGRESS_KEY not in caplog.text

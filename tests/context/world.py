@@ -219,7 +219,7 @@ class World:
 
     # -- Congress.gov --------------------------------------------------------------------
     def _congress_key_error(self, req: Request) -> Reply | None:
-        key = req.query.get("api_key") or req.headers.get("x-api-key")
+        key = req.headers.get("x-api-key") or req.query.get("api_key")
         if not key:
             err = {"code": "API_KEY_MISSING", "message": "No api_key was supplied."}
             return json_reply(json.dumps({"error": err}), 403)
@@ -268,6 +268,10 @@ class World:
         parts = req.path.split("/")  # /v3/bill/119/hr/1003[/actions]
         number = int(parts[5])
         title, action = BILLS[number - 1000]
+        if len(parts) > 6 and parts[6] == "subjects":
+            area = {"name": "Taxation" if "Tax" in title else "Commerce"}
+            subj = {"legislativeSubjects": [{"name": "Federal appropriations"}], "policyArea": area}
+            return json_reply(json.dumps({"subjects": subj, "pagination": {"count": 1}}))
         if len(parts) > 6 and parts[6] == "actions":
             acts = [{"actionDate": self.as_of.isoformat(), "text": action, "type": "Floor"},
                     {"actionDate": "2025-01-03", "text": "Introduced in House", "type": "IntroReferral"}]  # fmt: skip  # noqa: E501

@@ -3,8 +3,8 @@
 A transparent keyword-and-subject model (documented in docs/context.md):
 
 - **Topics.** A bill belongs to every topic whose keywords occur (whole words or phrases,
-  case-insensitive) in its title, policy area or latest action text. Policy areas map to topics
-  directly (``POLICY_AREA_TOPICS``).
+  case-insensitive) in its title, latest action text or legislative subjects. Policy areas map
+  to topics directly (``POLICY_AREA_TOPICS``).
 - **Passage likelihood** from the furthest stage reached: enacted 1.0 (not pending); passed both
   chambers / presented to the President 0.85; passed one chamber 0.35; reported or placed on a
   calendar 0.15; introduced or referred 0.03; plus ``min(0.05, 0.002 * cosponsors)``.
@@ -154,7 +154,7 @@ class ClassifiedBill:
 
 def topics_of(bill: Bill) -> tuple[str, ...]:
     """Topics of ``bill`` in ``TOPICS`` order."""
-    text = " ".join((bill.title, bill.latest_action_text))
+    text = " ".join((bill.title, bill.latest_action_text, *bill.subjects))
     found = {t for t, rx in _TOPIC_RE.items() if rx.search(text)}
     found.update(POLICY_AREA_TOPICS.get(bill.policy_area, ()))
     return tuple(t for t in TOPICS if t in found)

@@ -1,8 +1,9 @@
 """Congress.gov v3: bills updated in a window, with detail and actions of the relevant ones.
 
-The list endpoint is paged (``limit`` up to 250; follow ``pagination.next`` and re-add the key,
-which ``next`` omits). Bills whose title or latest action matches a topic get their detail fetched
-(policy area, cosponsors, committee reports, laws), up to ``detail_max`` bills.
+The list endpoint is paged (``limit`` up to 250; follow ``pagination.next``). The key travels in
+the ``X-Api-Key`` header, so it never appears in a URL (``next`` omits it anyway). Bills whose
+title or latest action matches a topic get their detail (policy area, cosponsors, committee
+reports, laws), actions and subjects fetched, up to ``detail_max`` bills.
 
 Classification (documented model, :mod:`relentless_fast.context.legislation`) lives apart from the
 client so it can be tested without HTTP.
@@ -37,6 +38,7 @@ class Bill:
     committee_reports: int = 0
     became_law: bool = False
     action_texts: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -90,6 +92,22 @@ def parse_actions(body: Any) -> list[str]:
     return [str(a.get("text", "")) for a in body["actions"] if isinstance(a, dict)]
 
 
+def parse_subjects(body: Any) -> list[str]:
+    """Legislative subject names (and the policy area) of a ``/subjects`` body."""
+    subjects = body.get("subjects") if isinstance(body, dict) else None
+    if not isinstance(subjects, dict):
+        raise ValueError(f"not a subjects body: {_error_text(body) or type(body).__name__}")
+    names = [
+        str(s.get("name", ""))
+        for s in subjects.get("legislativeSubjects") or []
+        if isinstance(s, dict) and s.get("name")
+    ]
+    area = subjects.get("policyArea")
+    if isinstance(area, dict) and area.get("name"):
+        names.append(str(area["name"]))
+    return names
+
+
 def _bill_from(item: Any) -> Bill | None:
     if not isinstance(item, dict):
         return None
@@ -138,7 +156,10 @@ class CongressClient:
         self._key = api_key
 
     async def _get_json(self, url: str, params: dict[str, Any]) -> Any:
-        resp = await self.http.get(url, {**params, "api_key": self._key, "format": "json"})
+        # the key goes in the X-Api-Key header (documented alternative to api_key=): never in a URL
+        resp = await self.http.get(
+            url, {**params, "format": "json"}, headers={"X-Api-Key": self._key}
+        )
         try:
             body = resp.json()
         except ValueError as exc:
@@ -171,17 +192,18 @@ class CongressClient:
             if not nxt or not page:
                 break
             # Follow next's query on our own base URL (a replay server or proxy stays in use);
-            # next omits the key, which _get_json adds back.
+            # next omits the key, which travels in the header anyway.
             params = {**params, **_next_params(nxt)}
         return out[:max_bills]
 
     async def detail(self, bill: Bill) -> Bill:
-        """Fetch the bill's detail and actions into ``bill``."""
+        """Fetch the bill's detail, actions and subjects into ``bill``."""
         base = f"{self.base_url}/bill/{bill.congress}/{bill.bill_type}/{bill.number}"
         body = await self._get_json(base, {})
         try:
             parse_bill_detail(body, bill)
             bill.action_texts = parse_actions(await self._get_json(f"{base}/actions", {}))
+            bill.subjects = parse_subjects(await self._get_json(f"{base}/subjects", {}))
         except ValueError as exc:
             raise SourceError("congress", f"{bill.key}: {exc}") from exc
         return bill

@@ -32,6 +32,21 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\1=***", text)
 
 
+class _RedactFilter(logging.Filter):
+    """Rewrites log records of the HTTP client so a key in a URL never reaches a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+# httpx logs every request line (with its query) at INFO: redact it at the source
+logging.getLogger("httpx").addFilter(_RedactFilter())
+
+
 class SourceError(Exception):
     """A request of a daily source failed for good (after retries, or not retryable)."""
 
