@@ -8,7 +8,7 @@ data message, each record validated in full on the stack before it is copied int
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.math cimport INFINITY, NAN, isfinite
+from libc.math cimport NAN, isfinite
 from libc.stdint cimport INT64_MAX, UINT64_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, strtod
 from libc.string cimport memcmp, memcpy, memset
@@ -200,7 +200,7 @@ cdef void _init_specs() except *:
     for kind, spec in _FIELDS.items():
         k = int(kind)
         dt = _DTYPES[kind]
-        if dt.itemsize != sizes[kind] or dt.itemsize > MAX_REC:
+        if dt.itemsize != sizes[kind] or dt.itemsize > MAX_REC or dt.itemsize % 8:
             raise ImportError(f"{kind.name} dtype itemsize {dt.itemsize} != C struct {sizes[kind]}")
         _REC_SIZE[k] = dt.itemsize
         _OFF_TS[k] = dt.fields["ts_ns"][1]
