@@ -1,0 +1,800 @@
+"""The engine: raw feed frames in, 64-byte signals out, on one event loop.
+
+Per frame (:meth:`Engine.on_frame`, the feed's sink call): the compiled parser writes the frame into
+the rings; the feature kernel updates the touched symbols only; their feature rows go to the
+micro-batcher in one bulk submit. Per batch (the batcher's dispatch): the rows are fused with the
+current context in one gather (``global + the symbol's part``, read once, so a batch sees one
+context version) and served by the inference pipeline. Per result: model outputs become absolute
+prices and scaled fields in a preallocated record array, the Rust codec packs the whole batch in one
+call, and the packed buffer goes to every output (UDP, TCP, callbacks, async iterators, gRPC
+``Subscribe``). One sequence numbers the session's signals, 1-based, in emission order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from relentless_fast._features import FeatureKernel
+from relentless_fast._tickparse import TickParser, TickRings
+from relentless_fast.config import Config
+from relentless_fast.context.store import ContextStore
+from relentless_fast.engine.context_state import FusedContext
+from relentless_fast.engine.halts import HaltTracker
+from relentless_fast.feeds.base import BytesLike, Feed, FeedError, FeedState, FrameEncoding
+from relentless_fast.inference.batch import (
+    FLAG_CONTEXT_STALE,
+    FLAG_HALTED,
+    Batch,
+    BatchResult,
+    InferenceCounters,
+)
+from relentless_fast.inference.batcher import MicroBatcher
+from relentless_fast.inference.embedded import EmbeddedBackend, LiteRTModel
+from relentless_fast.inference.pipeline import InferencePipeline, PipelineOptions
+from relentless_fast.model_contract import (
+    OUTPUT_ACTION_PROBS,
+    OUTPUT_CONFIDENCE,
+    OUTPUT_POSITION_SIZE,
+    OUTPUT_PRICE_TARGET_REL,
+    OUTPUT_RISK_SCORE,
+    OUTPUT_STOP_LOSS_REL,
+    OUTPUT_URGENCY,
+    load_contract,
+    version_dir,
+)
+from relentless_fast.outputs.udp import default_session
+from relentless_fast.signals import SIGNAL_RECORD_DTYPE, SIGNAL_SIZE, pack_into
+from relentless_fast.symbols import SymbolTable
+
+log = logging.getLogger(__name__)
+
+LATENCY_SAMPLES: Final = 1 << 16
+_BATCH_SLOTS: Final = 4096
+
+
+def symbol_table(config: Config) -> SymbolTable:
+    """The engine's symbol table: the saved file when configured, else ``engine.symbols``."""
+    if config.engine.symbol_table_path:
+        return SymbolTable.from_file(config.engine.symbol_table_path)
+    return SymbolTable(config.engine.symbols)
+
+
+def load_embedded(config: Config) -> EmbeddedBackend:
+    """LiteRT models of the configured stable (and canary) versions, contract-checked."""
+    ic = config.inference
+    kwargs: dict[str, Any] = {"batch_sizes": ic.batch_sizes, "num_threads": ic.num_threads}
+    stable_dir = version_dir(ic.model_base_path, ic.stable_version)
+    load_contract(stable_dir).check_current()
+    stable = LiteRTModel.from_version_dir(stable_dir, **kwargs)
+    canary = None
+    if ic.canary_version:
+        canary_dir = version_dir(ic.model_base_path, ic.canary_version)
+        load_contract(canary_dir).check_current()
+        canary = LiteRTModel.from_version_dir(canary_dir, **kwargs)
+    return EmbeddedBackend(stable, canary)
+
+
+class SignalBatch:
+    """One packed batch of signals handed to callbacks.
+
+    .. DANGER::
+       ``packed`` (and ``records``) are views of the engine's reusable buffers: valid only during
+       the callback. Copy (``bytes(batch.packed)``) what must outlive it.
+    """
+
+    __slots__ = ("count", "first_sequence", "packed", "records")
+
+    def __init__(
+        self, packed: memoryview, records: npt.NDArray[np.void], first_sequence: int
+    ) -> None:
+        self.packed = packed
+        """``count * 64`` bytes, signal layout v1."""
+        self.records = records
+        """The same signals as ``SIGNAL_RECORD_DTYPE`` records (native order)."""
+        self.count = int(records.shape[0])
+        self.first_sequence = first_sequence
+
+
+@dataclass(slots=True)
+class EngineCounters:
+    """What the engine did (monotonic counts; the feed, parser and outputs keep their own)."""
+
+    frames: int = 0
+    frames_while_killed: int = 0
+    rows_submitted: int = 0
+    signals_emitted: int = 0
+    suppressed_halted: int = 0
+    suppressed_luld: int = 0
+    suppressed_no_price: int = 0
+    discarded_killed: int = 0
+    context_swaps: int = 0
+    callback_errors: int = 0
+    iterator_drops: int = 0
+    """Batches an async-iterator consumer did not take in time (its queue was full)."""
+    feed_errors: int = 0
+    latency_ns: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(LATENCY_SAMPLES, np.int64), repr=False
+    )
+    latency_count: int = 0
+
+    def record_latency(self, samples: npt.NDArray[np.int64]) -> None:
+        n = samples.shape[0]
+        if n > LATENCY_SAMPLES:
+            samples, n = samples[-LATENCY_SAMPLES:], LATENCY_SAMPLES
+        pos = self.latency_count % LATENCY_SAMPLES
+        head = min(n, LATENCY_SAMPLES - pos)
+        self.latency_ns[pos : pos + head] = samples[:head]
+        if head < n:
+            self.latency_ns[: n - head] = samples[head:]
+        self.latency_count += n
+
+    def latency_us(self) -> dict[str, float]:
+        """Frame-in to signal-packed latency (µs, CLOCK_MONOTONIC): P50/P99/P99.9/max."""
+        n = min(self.latency_count, LATENCY_SAMPLES)
+        if n == 0:
+            return {}
+        lat = self.latency_ns[:n] / 1000.0
+        p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+        return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(lat.max())}
+
+
+Listener = Callable[[SignalBatch], None]
+
+
+class Engine:
+    """The hot path as an embeddable object.
+
+    Parameters
+    ----------
+    config:
+        The configuration (defaults: :class:`~relentless_fast.config.Config`).
+    feed:
+        ``None`` builds the feed of ``[feed]``; ``False`` runs without one (the caller feeds
+        frames through :meth:`on_frame`); or a factory ``sink -> Feed``.
+    on_signals:
+        Called with every :class:`SignalBatch` (zero-copy; see its lifetime note).
+    embedded:
+        A ready embedded backend (default: LiteRT on ``inference.model_base_path``).
+    context_store:
+        Where published contexts come from (default: ``[context]`` snapshot/Redis);
+        ``False`` disables the watcher (use :meth:`set_context`).
+    outputs:
+        Start the UDP/TCP/gRPC outputs enabled in ``[outputs]`` (``False``: callbacks only).
+
+    Use ``async with Engine(config) as engine: await engine.wait()`` on the caller's running
+    loop; :func:`run_engine` owns a uvloop loop instead.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        feed: Callable[[Engine], Feed] | bool | None = None,
+        on_signals: Listener | None = None,
+        embedded: EmbeddedBackend | None = None,
+        context_store: ContextStore | bool | None = None,
+        outputs: bool = True,
+    ) -> None:
+        self.config = config or Config()
+        cfg = self.config
+        self.table = symbol_table(cfg)
+        n = len(self.table)
+        self.session = cfg.engine.session or default_session()
+        self.rings = TickRings(n, cfg.engine.ring_capacity)
+        self.parser = TickParser(self.table, self.rings)
+        self.kernel = FeatureKernel(
+            self.rings,
+            n,
+            bars=cfg.features.bars,
+            rate_tau_s=cfg.features.rate_tau_s,
+            tz=cfg.features.tz,
+        )
+        self.halts = HaltTracker(self.parser, self.rings, n)
+        self.embedded = embedded if embedded is not None else load_embedded(cfg)
+        self.counters = EngineCounters()
+        self.inference_counters = InferenceCounters()
+        self._feed_arg = feed
+        self._store_arg = context_store
+        self._outputs_enabled = outputs
+        self.feed: Feed | None = None
+        self.udp: Any = None
+        self.tcp: Any = None
+        self.grpc: Any = None
+        self._listeners: list[Listener] = [on_signals] if on_signals is not None else []
+        self._queues: list[asyncio.Queue[bytes | None]] = []
+        self._context = FusedContext.neutral(n)
+        self._killed = False
+        self.kill_reason = ""
+        self._started = False
+        self._stopped = False
+        self._done: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._feed_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signal_installed: int | None = None
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self.pipeline: InferencePipeline | None = None
+        self.batcher: MicroBatcher | None = None
+        # preallocated per-row state
+        qmax = max(cfg.inference.max_batch, cfg.inference.queue_rows)
+        self._records = np.zeros(qmax, SIGNAL_RECORD_DTYPE)
+        self._records["strategy_id"] = cfg.engine.strategy_id
+        self._packed = bytearray(qmax * SIGNAL_SIZE)
+        self._packed_view = memoryview(self._packed)
+        self._seq_base = np.arange(1, qmax + 1, dtype=np.uint64)
+        self._zero_ctx = np.zeros((qmax, self._context.rows.shape[1]), np.float32)
+        self._frame_t0 = np.zeros(n, np.int64)
+        self._batch_ctx_version = np.zeros(_BATCH_SLOTS, np.uint32)
+        self._sequence = 0
+        parse = self.parser.parse_json
+        self._parse_json, self._parse_msgpack = parse, self.parser.parse_msgpack
+        self._parse = parse
+        self._suppress_halted = cfg.engine.halt_policy == "suppress"
+        self._luld_policy = cfg.engine.luld_policy
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Warm up, open outputs, load the context, start the feed; then freeze the GC."""
+        if self._started:
+            raise RuntimeError("engine already started")
+        self._started = True
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._done = asyncio.Event()
+        ic = self.config.inference
+        self.pipeline = InferencePipeline(
+            on_result=self._on_result,
+            embedded=self.embedded,
+            options=PipelineOptions(deadline_ms=ic.deadline_ms, late_grace_ms=ic.late_grace_ms),
+            counters=self.inference_counters,
+        )
+        self.batcher = MicroBatcher(
+            n_symbols=len(self.table),
+            n_features=self.embedded.n_features,
+            context_dim=self.embedded.context_dim,
+            window_us=ic.window_us,
+            max_batch=ic.max_batch,
+            queue_rows=ic.queue_rows,
+            coalesce=ic.coalesce,
+            dispatch=self._dispatch,
+            has_capacity=self.pipeline.has_capacity,
+            counters=self.inference_counters,
+            loop=loop,
+        )
+        self.pipeline.on_capacity = self.batcher.on_capacity
+        await self.pipeline.warmup()
+        self._load_initial_context()
+        if self._outputs_enabled:
+            await self._start_outputs()
+        self._install_kill_signal(loop)
+        self._start_feed()
+        if self.config.engine.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        self._notify_health()
+
+    async def _start_outputs(self) -> None:
+        out = self.config.outputs
+        if out.udp.enabled:
+            from relentless_fast.outputs.udp import UdpPublisher, UdpPublisherConfig
+
+            u = out.udp
+            self.udp = UdpPublisher(
+                UdpPublisherConfig(
+                    host=u.host,
+                    port=u.port,
+                    session=self.session,
+                    max_datagram_bytes=u.max_datagram_bytes,
+                    heartbeat_interval_s=u.heartbeat_interval_s,
+                    window_signals=u.window_signals,
+                    rerequest_host="127.0.0.1" if u.host.startswith("127.") else "0.0.0.0",
+                    rerequest_port=None if u.rerequest_port < 0 else u.rerequest_port,
+                    multicast_interface=u.multicast_interface or None,
+                    emission=u.emission,  # type: ignore[arg-type]
+                )
+            )
+            await self.udp.start()
+        if out.tcp.enabled:
+            from relentless_fast.outputs.tcp import TcpPublisher, TcpPublisherConfig
+
+            t = out.tcp
+            self.tcp = TcpPublisher(
+                TcpPublisherConfig(
+                    host=t.host,
+                    port=t.port,
+                    session=self.session,
+                    window_signals=t.window_signals,
+                    heartbeat_interval_s=t.heartbeat_interval_s,
+                    emission=t.emission,  # type: ignore[arg-type]
+                )
+            )
+            await self.tcp.start()
+        if out.grpc.enabled:
+            from relentless_fast.engine.grpc_service import EngineGrpcServer
+
+            self.grpc = EngineGrpcServer(self, host=out.grpc.host, port=out.grpc.port)
+            await self.grpc.start()
+
+    def _start_feed(self) -> None:
+        arg = self._feed_arg
+        if arg is False:
+            return
+        if arg is None or arg is True:
+            from relentless_fast.engine.sources import build_feed
+
+            self.feed = build_feed(self.config, self)
+        else:
+            self.feed = arg(self)
+        self.use_encoding(self.feed.encoding)
+        self._feed_task = self._spawn(self._run_feed(self.feed))
+
+    def use_encoding(self, encoding: FrameEncoding) -> None:
+        """Which parser entry point :meth:`on_frame` uses (the feed's encoding)."""
+        if encoding is FrameEncoding.MSGPACK:
+            self._parse = self._parse_msgpack
+        elif encoding is FrameEncoding.JSON:
+            self._parse = self._parse_json
+        else:
+            raise ValueError(f"the engine parses Alpaca JSON or msgpack, not {encoding.name}")
+
+    async def _run_feed(self, feed: Feed) -> None:
+        try:
+            await feed.run()
+        except Exception as exc:
+            log.error("feed stopped: %s", exc)
+            self.counters.feed_errors += 1
+        finally:
+            assert self.batcher is not None
+            if not self._stopped:
+                self.batcher.flush()
+            if self._done is not None:
+                self._done.set()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait(self) -> None:
+        """Until the feed ends (a finite source) or :meth:`stop` is called."""
+        assert self._done is not None, "engine not started"
+        await self._done.wait()
+
+    async def stop(self) -> None:
+        """Stop the feed, flush and serve what is pending, send end of session, close outputs."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        if self.feed is not None:
+            self.feed.stop()
+        if self._feed_task is not None and not self._feed_task.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._feed_task), 5.0)
+        assert self.batcher is not None and self.pipeline is not None
+        if not self._killed:
+            self.batcher.flush()
+            await self.pipeline.drain()
+        self.batcher.close()
+        await self.pipeline.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._remove_kill_signal()
+        self._notify_health()
+        for q in self._queues:
+            _put_nowait_dropping(q, None)
+        if self.grpc is not None:
+            await self.grpc.stop()
+        if self.udp is not None:
+            await self.udp.aclose()
+        if self.tcp is not None:
+            await self.tcp.aclose()
+        if self.config.engine.gc_freeze:
+            gc.unfreeze()
+        if self._done is not None:
+            self._done.set()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        """Started, not stopped, kill switch not tripped (the gRPC health status)."""
+        return self._started and not self._stopped and not self._killed
+
+    @property
+    def killed(self) -> bool:
+        return self._killed
+
+    @property
+    def context(self) -> FusedContext:
+        """The context the next batch will use."""
+        return self._context
+
+    @property
+    def sequence(self) -> int:
+        """Sequence of the last signal emitted (0 before the first)."""
+        return self._sequence
+
+    def kill(self, reason: str = "") -> None:
+        """Stop emitting at once; keep consuming the feed (state stays current). Latches."""
+        if self._killed:
+            return
+        self._killed = True
+        self.kill_reason = reason or "kill switch"
+        log.warning("KILL SWITCH: %s; no further signals this session", self.kill_reason)
+        if self.batcher is not None:
+            self.batcher.close()  # pending rows are dropped (counted as shutdown)
+        self._notify_health()
+
+    def add_health_listener(self, listener: Callable[[bool], None]) -> None:
+        self._health_listeners.append(listener)
+
+    def _notify_health(self) -> None:
+        serving = self.serving
+        for listener in self._health_listeners:
+            try:
+                listener(serving)
+            except Exception:
+                log.exception("health listener failed")
+
+    def set_context(self, context: FusedContext) -> None:
+        """Swap the context; batches dispatched from now on use it (one assignment)."""
+        if context.rows.shape != self._context.rows.shape:
+            raise ValueError(
+                f"context rows {context.rows.shape}, engine needs {self._context.rows.shape}"
+            )
+        self._context = context
+        self.counters.context_swaps += 1
+        log.info("context v%d in use (stale=%s)", context.version, context.stale)
+
+    def _load_initial_context(self) -> None:
+        store = self._make_store()
+        if store is None:
+            return
+        try:
+            loaded = store.latest()
+        except Exception as exc:
+            log.warning("context: no readable context at start (%s); neutral context", exc)
+            loaded = None
+        after = 0
+        if loaded is not None:
+            self.set_context(self._fuse(loaded))
+            after = loaded.version
+        self._spawn(self._watch_context(store, after))
+
+    def _make_store(self) -> ContextStore | None:
+        arg = self._store_arg
+        if arg is False:
+            return None
+        if isinstance(arg, ContextStore):
+            return arg
+        cc = self.config.context
+        if not cc.snapshot_path and not cc.redis_url:
+            return None
+        return ContextStore(
+            snapshot_path=cc.snapshot_path or None, redis_url=cc.redis_url, prefix=cc.redis_prefix
+        )
+
+    def _fuse(self, loaded: Any) -> FusedContext:
+        return FusedContext.from_loaded(
+            loaded,
+            self.table,
+            today=dt.date.today(),
+            max_trading_days=self.config.engine.context_max_trading_days,
+        )
+
+    async def _watch_context(self, store: ContextStore, after: int) -> None:
+        while True:
+            try:
+                async for loaded in store.updates(after):
+                    after = loaded.version
+                    self.set_context(self._fuse(loaded))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("context watcher: %s; retrying", exc)
+                await asyncio.sleep(1.0)
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every packed batch (zero-copy view)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    async def signals(self, max_batches: int = 4096) -> AsyncIterator[bytes]:
+        """Packed batches (``n * 64`` bytes, copies) until the session ends.
+
+        A consumer that falls ``max_batches`` behind loses the oldest (counted in
+        ``counters.iterator_drops``).
+        """
+        q: asyncio.Queue[bytes | None] = asyncio.Queue(max_batches)
+        self._queues.append(q)
+        try:
+            while True:
+                item = await q.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._queues.remove(q)
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def on_frame(self, payload: BytesLike, recv_ts_ns: int) -> None:
+        """One raw data frame (the feed's sink call); ``payload`` is only read during the call."""
+        t0 = time.perf_counter_ns()
+        counters = self.counters
+        counters.frames += 1
+        n = self._parse(payload)
+        if n == 0:
+            return
+        parser = self.parser
+        touched = parser.touched
+        self.kernel.update(touched, n)
+        ids = touched[:n]
+        self.halts.update(ids)
+        if self._killed:
+            counters.frames_while_killed += 1
+            return
+        if self._suppress_halted:
+            halted = self.halts.halted[ids]
+            if halted.any():
+                counters.suppressed_halted += int(np.count_nonzero(halted))
+                ids = ids[~halted]
+                n = int(ids.shape[0])
+                if n == 0:
+                    return
+        sym = ids.astype(np.int32)
+        self._frame_t0[sym] = t0
+        kernel = self.kernel
+        counters.rows_submitted += n
+        assert self.batcher is not None
+        self.batcher.submit(
+            sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None
+        )
+
+    def end_of_burst(self) -> None:
+        """Tell the batcher a read burst is over (feeds that know it may call this)."""
+        if self.batcher is not None:
+            self.batcher.end_of_burst()
+
+    def on_state(self, state: FeedState, detail: str) -> None:
+        """Feed state changes are logged; STALE and FAILED also at warning level."""
+        level = logging.WARNING if state in (FeedState.STALE, FeedState.FAILED) else logging.INFO
+        log.log(level, "feed %s: %s", state.name, detail)
+
+    def on_error(self, error: FeedError) -> None:
+        self.counters.feed_errors += 1
+
+    def _dispatch(self, batch: Batch) -> None:
+        """Fuse the batch with the context current now (one gather), then serve it."""
+        ctx = self._context
+        np.take(ctx.rows, batch.symbol_ids, axis=0, out=batch.context)
+        if ctx.stale:
+            batch.flags |= np.uint16(FLAG_CONTEXT_STALE)
+        self._batch_ctx_version[batch.seq % _BATCH_SLOTS] = ctx.version
+        assert self.pipeline is not None
+        self.pipeline.dispatch(batch)
+
+    def _on_result(self, result: BatchResult) -> None:
+        n = len(result)
+        counters = self.counters
+        if self._killed:
+            counters.discarded_killed += n
+            return
+        ids = result.symbol_ids
+        price = self.kernel.last_price[ids]
+        flags = result.flags
+        keep = np.isfinite(price)
+        counters.suppressed_no_price += n - int(np.count_nonzero(keep))
+        halted = self.halts.halted[ids]
+        if self._suppress_halted:
+            counters.suppressed_halted += int(np.count_nonzero(halted & keep))
+            keep &= ~halted
+        if self._luld_policy != "ignore":
+            band = self.halts.at_band(ids, price)
+            if self._luld_policy == "suppress":
+                counters.suppressed_luld += int(np.count_nonzero(band & keep))
+                keep &= ~band
+            else:
+                halted = halted | band
+        if halted.any():
+            flags = flags | (halted.astype(np.uint16) * np.uint16(FLAG_HALTED))
+        m = int(np.count_nonzero(keep))
+        if m == 0:
+            return
+        out = result.outputs
+        if m != n:
+            ids, price, flags = ids[keep], price[keep], flags[keep]
+            out = {k: v[keep] for k, v in out.items()}
+        rec = self._records[:m]
+        rec["action"] = out[OUTPUT_ACTION_PROBS].argmax(axis=1)
+        rec["symbol_id"] = ids
+        seq0 = self._sequence
+        np.add(self._seq_base[:m], seq0, out=rec["sequence"])
+        rec["event_ts_ns"] = self.kernel.event_ts_ns[ids]
+        rec["confidence"] = out[OUTPUT_CONFIDENCE]
+        rec["price_target"] = price * (1.0 + out[OUTPUT_PRICE_TARGET_REL])
+        rec["stop_loss"] = price * (1.0 + out[OUTPUT_STOP_LOSS_REL])
+        rec["position_size"] = np.clip(out[OUTPUT_POSITION_SIZE], 0.0, 1.0)
+        rec["risk_score"] = np.rint(np.clip(out[OUTPUT_RISK_SCORE], 0.0, 1.0) * 255.0)
+        rec["urgency"] = np.rint(np.clip(out[OUTPUT_URGENCY], 0.0, 1.0) * 255.0)
+        rec["model_version"] = result.model_version
+        rec["flags"] = flags
+        rec["context_version"] = self._batch_ctx_version[result.batch_seq % _BATCH_SLOTS]
+        rec["emit_ts_ns"] = time.time_ns()
+        nbytes = pack_into(rec, self._packed)
+        self._sequence = seq0 + m
+        counters.signals_emitted += m
+        counters.record_latency(time.perf_counter_ns() - self._frame_t0[ids])
+        self._publish(rec, nbytes, m, seq0 + 1)
+
+    def _publish(self, rec: npt.NDArray[np.void], nbytes: int, m: int, first_seq: int) -> None:
+        if self.udp is not None:
+            self.udp.publish(self._packed, m)
+        if self.tcp is not None:
+            self.tcp.publish(self._packed, m)
+        view = self._packed_view[:nbytes]
+        if self._listeners:
+            batch = SignalBatch(view, rec, first_seq)
+            for listener in self._listeners:
+                try:
+                    listener(batch)
+                except Exception:
+                    self.counters.callback_errors += 1
+                    log.exception("signal listener failed")
+        if self._queues:
+            data = bytes(view)
+            for q in self._queues:
+                if not _put_nowait_dropping(q, data):
+                    self.counters.iterator_drops += 1
+
+    # -- kill switch by signal ----------------------------------------------------------------
+
+    def _install_kill_signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        name = self.config.engine.kill_signal
+        if not name:
+            return
+        signum = int(getattr(signal, name))
+        try:
+            loop.add_signal_handler(signum, self.kill, f"signal {name}")
+        except (RuntimeError, ValueError, NotImplementedError) as exc:
+            log.warning("kill switch signal %s not installed: %s", name, exc)
+            return
+        self._signal_installed = signum
+
+    def _remove_kill_signal(self) -> None:
+        if self._signal_installed is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_signal_handler(self._signal_installed)
+            self._signal_installed = None
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter as plain values (engine, parser, inference, outputs)."""
+        c = self.counters
+        ic = self.inference_counters
+        parser = self.parser
+        snap: dict[str, Any] = {
+            "session": self.session,
+            "serving": self.serving,
+            "killed": self._killed,
+            "frames": c.frames,
+            "ticks": int(parser.record_counts.sum()),
+            "parser_drops": {k: v for k, v in parser.drops().items() if v},
+            "rows_submitted": c.rows_submitted,
+            "rows_coalesced": ic.rows_coalesced,
+            "inference_drops": {r.name.lower(): v for r, v in ic.dropped.items() if v},
+            "batches": ic.batches_dispatched,
+            "signals": c.signals_emitted,
+            "last_sequence": self._sequence,
+            "suppressed": {
+                "halted": c.suppressed_halted,
+                "luld": c.suppressed_luld,
+                "no_price": c.suppressed_no_price,
+                "killed": c.discarded_killed,
+            },
+            "context_version": self._context.version,
+            "context_stale": self._context.stale,
+            "context_swaps": c.context_swaps,
+            "latency_us": c.latency_us(),
+        }
+        if self.udp is not None:
+            snap["udp"] = dict(_fields(self.udp.counters))
+        if self.tcp is not None:
+            snap["tcp"] = dict(_fields(self.tcp.counters))
+        if self.feed is not None:
+            snap["feed"] = dict(_fields(self.feed.counters))
+        return snap
+
+
+def _fields(obj: Any) -> list[tuple[str, Any]]:
+    names = getattr(obj, "__slots__", None) or list(vars(obj))
+    return [(n, getattr(obj, n)) for n in names if not n.startswith("_")]
+
+
+def _put_nowait_dropping(q: asyncio.Queue[bytes | None], item: bytes | None) -> bool:
+    """Put ``item``; when full, drop the oldest first. False when something was dropped."""
+    try:
+        q.put_nowait(item)
+        return True
+    except asyncio.QueueFull:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            q.get_nowait()
+        q.put_nowait(item)
+        return False
+
+
+def set_cpu_affinity(cpus: tuple[int, ...]) -> None:
+    """Pin this process to ``cpus`` (no-op when empty or unsupported)."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cpus))
+
+
+def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
+    """A uvloop loop (``kind='uvloop'``, when installed) or a plain asyncio loop."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:  # pragma: no cover - uvloop is a dependency
+            log.warning("uvloop not installed; using asyncio's loop")
+    return asyncio.new_event_loop()
+
+
+def run_engine(config: Config, *, seconds: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Own a loop (uvloop by default), pin CPUs if configured, run until the feed ends,
+    ``seconds`` pass or SIGINT/SIGTERM; then shut down cleanly. Returns the final counters."""
+    set_cpu_affinity(config.engine.cpu_affinity)
+    loop = new_event_loop(config.engine.event_loop)
+    try:
+        return loop.run_until_complete(_run(config, seconds, **kwargs))
+    finally:
+        loop.close()
+
+
+async def _run(config: Config, seconds: float | None, **kwargs: Any) -> dict[str, Any]:
+    engine = Engine(config, **kwargs)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with engine:
+        waiters = {loop.create_task(engine.wait()), loop.create_task(stop.wait())}
+        _done, pending = await asyncio.wait(
+            waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        for t in pending:
+            t.cancel()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(sig)
+    return engine.snapshot()
