@@ -217,10 +217,10 @@ class MoldUDP64Tracker:
         if seq > self.next_expected:  # gap: drop this packet, ask for what is missing
             if not was_recovering:
                 stats.gaps += 1
-            if not self._can_rerequest:
-                self._give_up()
-                return None
-            return self.request() if not was_recovering else None
+            if self._can_rerequest:
+                return self.request() if not was_recovering else None
+            stats.lost += seq - self.next_expected  # nobody to ask: take this packet and go on
+            self.next_expected = seq
         skip = self.next_expected - seq
         stats.duplicates += min(skip, len(messages))
         delivered = 0
