@@ -735,7 +735,9 @@ cdef const uchar* _json_skip(const uchar* p, const uchar* end, int depth, int* e
     c = p[0]
     if c == 34:
         p = _scan_string(p + 1, end, &flags, err)
-        return NULL if p == NULL else p + 1
+        if p == NULL:
+            return NULL
+        return p + 1
     if c == 45 or (c >= 48 and c <= 57):
         return _scan_number(p, end, &flags, err)
     if c == 91 or c == 123:
