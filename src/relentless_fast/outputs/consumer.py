@@ -143,6 +143,8 @@ class MoldUDP64Tracker:
         self._max_rerequests = max_rerequests
         self._unanswered = 0
         self._eos_seq: int | None = None
+        self.limit: int | None = None
+        """Stop delivering after this many signals (``--count``)."""
 
     @property
     def recovering(self) -> bool:
@@ -225,6 +227,8 @@ class MoldUDP64Tracker:
         stats.duplicates += min(skip, len(messages))
         delivered = 0
         for i in range(skip, len(messages)):
+            if self.limit is not None and stats.signals >= self.limit:
+                break
             _check_and_emit(stats, seq + i, messages[i], recv_ns, self._on_signal)
             delivered += 1
         if delivered:
@@ -308,6 +312,7 @@ class UdpConsumer:
         """Receive until end of session, ``count`` signals, or ``seconds``, whichever is first."""
         loop = asyncio.get_running_loop()
         deadline = None if seconds is None else loop.time() + seconds
+        self.tracker.limit = count
         while not self.tracker.finished and (count is None or self.stats.signals < count):
             timeout = None if deadline is None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
