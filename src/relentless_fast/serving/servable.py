@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 
 from relentless_fast import model_contract as mc
-from relentless_fast.serving.errors import invalid, precondition
+from relentless_fast.serving.errors import ServingError, invalid, precondition
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,14 @@ class Signature:
             res = self._fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
             raise invalid(str(exc).strip().splitlines()[0]) from exc
+        except tf.errors.OpError as exc:  # TF's error codes are gRPC's
+            code = _GRPC_CODES.get(int(exc.error_code), grpc.StatusCode.INTERNAL)
+            raise ServingError(code, exc.message) from exc
         keys = names if names is not None else list(res)
         return {k: res[k].numpy() for k in keys}
+
+
+_GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _tf_type(dt: np.dtype[Any]) -> str:

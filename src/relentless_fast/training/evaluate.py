@@ -75,16 +75,41 @@ def lookahead_check(
     return LookaheadCheck(est[WITH], est[f"{SHIFTED} - {WITH}"])
 
 
-def version_scores(base_path: Path, prep: tr.Prepared) -> dict[int, npt.NDArray[np.float64]]:
-    """Direction scores of every exported version (its SavedModel) on the test rows."""
+def dense_flops_per_row(loaded: Any) -> int:
+    """FLOPs per row of the dense layers (2 * inputs * outputs + bias, per kernel variable) plus
+    the ticks standardisation; activations and the output arithmetic add a few dozen more."""
+    flops = 0
+    for v in loaded.variables:
+        shape = v.shape.as_list()
+        if v.name.endswith("kernel:0") and len(shape) == 2:
+            flops += 2 * shape[0] * shape[1] + shape[1]
+        elif v.name.endswith("norm/mean:0"):
+            flops += 2 * shape[0]
+    return flops
+
+
+def version_scores(
+    base_path: Path, prep: tr.Prepared
+) -> tuple[dict[int, npt.NDArray[np.float64]], dict[int, dict[str, Any]]]:
+    """Direction scores of every exported version (its SavedModel) on the test rows, and facts
+    about each version (FLOPs per row, hidden width, feature kernel used)."""
     import tensorflow as tf
 
-    out = {}
+    out, facts = {}, {}
     for v in mc.list_versions(base_path):
-        sig = tf.saved_model.load(str(base_path / str(v))).signatures[mc.SIGNATURE_NAME]
+        loaded = tf.saved_model.load(str(base_path / str(v)))
+        sig = loaded.signatures[mc.SIGNATURE_NAME]
         res = sig(ticks=tf.constant(prep.test.ticks), context=tf.constant(prep.test.context))
         out[v] = mdl.up_score(res[mc.OUTPUT_ACTION_PROBS].numpy())
-    return out
+        trained = mc.load_contract(base_path / str(v)).trained
+        facts[v] = {
+            "flops": dense_flops_per_row(loaded),
+            "hidden": trained.get("hidden"),
+            "kernel": trained.get("feature_kernel"),
+            "through": trained.get("train_rows_through"),
+            "epochs": trained.get("epochs"),
+        }
+    return out, facts
 
 
 def run(base_path: Path, card_path: Path, *, n_boot: int = metrics.N_BOOT) -> str:
@@ -112,13 +137,13 @@ def run(base_path: Path, card_path: Path, *, n_boot: int = metrics.N_BOOT) -> st
         diffs=((WITH, WITHOUT), (WITH, ALWAYS_UP), (WITH, PREV_DIR), (WITHOUT, ALWAYS_UP)),
     )
     look = lookahead_check(prep, prep_shifted, SEEDS[0], n_boot)
-    versions = version_scores(base_path, prep) if base_path.is_dir() else {}
+    versions, facts = version_scores(base_path, prep) if base_path.is_dir() else ({}, {})
     v_est = (
         metrics.bootstrap(y, {f"version {v}": s for v, s in versions.items()}, dates, n_boot=n_boot)
         if versions
         else {}
     )
-    text = render_card(prep, est, per_seed, look, v_est)
+    text = render_card(prep, est, per_seed, look, v_est, facts)
     card_path.write_text(text)
     return text
 
@@ -137,6 +162,7 @@ def render_card(
     per_seed: dict[int, dict[str, dict[str, float]]],
     look: LookaheadCheck,
     v_est: dict[str, dict[str, metrics.Estimate]],
+    facts: dict[int, dict[str, Any]],
 ) -> str:
     te = prep.test
     acc_with = est[WITH]["accuracy"].value
@@ -277,6 +303,17 @@ def render_card(
             "## Exported versions on the test years",
             "",
             *(_table(v_est, list(v_est)) if v_est else ["(no exported versions found)"]),
+            "",
+            "| version | hidden | epochs | rows through | feature kernel | FLOPs per row |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {v} | {f['hidden']} | {f['epochs']} | {f['through']} | {f['kernel']} | "
+                f"{f['flops']:,} |"
+                for v, f in facts.items()
+            ],
+            "",
+            "FLOPs per row: dense layers (2 x inputs x outputs + bias) and the ticks "
+            "standardisation; activations and the output arithmetic add a few dozen more.",
             "",
             "Version 1 = with-context configuration above, seed 7 (production, label `stable`); "
             "version 2 = hidden 64, seed 11 (canary); version 3 = version 1's configuration "
