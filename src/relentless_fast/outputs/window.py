@@ -81,7 +81,7 @@ class SignalWindow:
             return
         seqs[bad] = expected[bad]
         for i in bad + lo:  # only mismatched rows pay for a CRC
-            self._u32[i, 15] = crc32c(self._slots[i, :60].tobytes())  # type: ignore[operator]
+            self._u32[i, 15] = crc32c(self._slots[i, :60])
         self.restamped += int(bad.size)
 
     def chunk(self, seq: int, max_count: int) -> Rows:
