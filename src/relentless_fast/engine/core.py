@@ -526,14 +526,18 @@ class Engine:
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
 
-    async def signals(self, max_batches: int = 4096) -> AsyncIterator[bytes]:
-        """Packed batches (``n * 64`` bytes, copies) until the session ends.
+    def signals(self, max_batches: int = 4096) -> AsyncIterator[bytes]:
+        """Packed batches (``n * 64`` bytes, copies) from now until the session ends.
 
-        A consumer that falls ``max_batches`` behind loses the oldest (counted in
+        The subscription starts when this is called (before :meth:`start` to see every
+        signal). A consumer that falls ``max_batches`` behind loses the oldest (counted in
         ``counters.iterator_drops``).
         """
         q: asyncio.Queue[bytes | None] = asyncio.Queue(max_batches)
         self._queues.append(q)
+        return self._drain(q)
+
+    async def _drain(self, q: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
         try:
             while True:
                 item = await q.get()
