@@ -82,8 +82,9 @@ class BatchScheduler:
                 raise unavailable("Servable is being unloaded")
             last = self._queue[-1] if self._queue else None
             if last is None or last.closed or last.size + size > o.max_batch_size:
-                if last is not None:
+                if last is not None and not last.closed:
                     last.closed = True
+                    self._cond.notify()
                 if len(self._queue) >= o.max_enqueued_batches:
                     self.stats.rejected_full += 1
                     raise unavailable(QUEUE_FULL)
