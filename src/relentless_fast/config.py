@@ -194,6 +194,9 @@ class InferenceSection:
     max_batch: int = 128
     queue_rows: int = 1024
     coalesce: bool = True
+    flush_each_frame: bool = False
+    """Dispatch each frame's rows before the next frame (no batching across frames): batch
+    boundaries then depend only on the frames, so a replay is byte-identical (docs/engine.md)."""
     grpc_target: str = "127.0.0.1:8500"
     deadline_ms: float = 20.0
     late_grace_ms: float = 200.0

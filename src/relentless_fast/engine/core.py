@@ -237,6 +237,9 @@ class Engine:
         self._seq_base = np.arange(1, qmax + 1, dtype=np.uint64)
         self._zero_ctx = np.zeros((qmax, self._context.rows.shape[1]), np.float32)
         self._frame_t0 = np.zeros(n, np.int64)
+        self._submit_price = np.full(n, np.nan)
+        """Each symbol's last price when its newest row was submitted (the row's price)."""
+        self._flush_each_frame = cfg.inference.flush_each_frame
         self._batch_ctx_version = np.zeros(_BATCH_SLOTS, np.uint32)
         self._sequence = 0
         parse = self.parser.parse_json
@@ -578,9 +581,11 @@ class Engine:
         kernel = self.kernel
         counters.rows_submitted += n
         assert self.batcher is not None
-        self.batcher.submit(
-            sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None
-        )
+        self._submit_price[sym] = kernel.last_price[sym]
+        batcher = self.batcher
+        batcher.submit(sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None)
+        if self._flush_each_frame:
+            batcher.flush()
 
     def end_of_burst(self) -> None:
         """Tell the batcher a read burst is over (feeds that know it may call this)."""
@@ -612,7 +617,8 @@ class Engine:
             counters.discarded_killed += n
             return
         ids = result.symbol_ids
-        price = self.kernel.last_price[ids]
+        price = self._submit_price[ids]
+        event_ts = result.event_ts_ns
         flags = result.flags
         keep = np.isfinite(price)
         counters.suppressed_no_price += n - int(np.count_nonzero(keep))
@@ -634,14 +640,14 @@ class Engine:
             return
         out = result.outputs
         if m != n:
-            ids, price, flags = ids[keep], price[keep], flags[keep]
+            ids, price, flags, event_ts = ids[keep], price[keep], flags[keep], event_ts[keep]
             out = {k: v[keep] for k, v in out.items()}
         rec = self._records[:m]
         rec["action"] = out[OUTPUT_ACTION_PROBS].argmax(axis=1)
         rec["symbol_id"] = ids
         seq0 = self._sequence
         np.add(self._seq_base[:m], seq0, out=rec["sequence"])
-        rec["event_ts_ns"] = self.kernel.event_ts_ns[ids]
+        rec["event_ts_ns"] = event_ts
         rec["confidence"] = out[OUTPUT_CONFIDENCE]
         rec["price_target"] = price * (1.0 + out[OUTPUT_PRICE_TARGET_REL])
         rec["stop_loss"] = price * (1.0 + out[OUTPUT_STOP_LOSS_REL])

@@ -58,7 +58,7 @@ SERVING: Final = 1
 NOT_SERVING: Final = 2
 
 
-class _BadRequest(Exception):
+class _BadRequestError(Exception):
     """An undecodable request (turned into INVALID_ARGUMENT by the handler)."""
 
 
@@ -68,7 +68,7 @@ def _decoder(cls: Any) -> Callable[[bytes], Any]:
         try:
             msg.ParseFromString(data)
         except DecodeError as exc:
-            return _BadRequest(str(exc))
+            return _BadRequestError(str(exc))
         return msg
 
     return decode
@@ -82,7 +82,7 @@ def _encode(msg: Any) -> bytes:
 # -- health messages (grpc.health.v1), by hand ----------------------------------------------------
 
 
-def decode_health_request(data: bytes) -> str | _BadRequest:
+def decode_health_request(data: bytes) -> str | _BadRequestError:
     """``HealthCheckRequest{string service = 1}`` -> the service name."""
     service = ""
     i = 0
@@ -97,11 +97,11 @@ def decode_health_request(data: bytes) -> str | _BadRequest:
                     service = data[i : i + length].decode()
                 i += length
             elif wire != 0:
-                return _BadRequest(f"unsupported wire type {wire}")
+                return _BadRequestError(f"unsupported wire type {wire}")
         if i > len(data):
-            return _BadRequest("truncated")
+            return _BadRequestError("truncated")
     except (IndexError, UnicodeDecodeError) as exc:
-        return _BadRequest(str(exc))
+        return _BadRequestError(str(exc))
     return service
 
 
@@ -218,7 +218,7 @@ class EngineGrpcServer:
     # -- FinancialPredictor -----------------------------------------------------------------
 
     async def predict(self, request: Any, context: grpc.aio.ServicerContext) -> pb.TradingSignal:
-        if isinstance(request, _BadRequest):
+        if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         if not self.engine.serving:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "engine is not serving")
@@ -239,7 +239,7 @@ class EngineGrpcServer:
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.TradingSignal]:
         async for tick in requests:
-            if isinstance(tick, _BadRequest):
+            if isinstance(tick, _BadRequestError):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed tick: {tick}")
             if not self.engine.serving:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "engine is not serving")
@@ -248,7 +248,7 @@ class EngineGrpcServer:
     async def subscribe(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.TradingSignal]:
-        if isinstance(request, _BadRequest):
+        if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         table = self.engine.table
         wanted: set[int] | None = None
@@ -281,7 +281,7 @@ class EngineGrpcServer:
             self._subscribers.discard(q)
 
     async def get_symbols(self, request: Any, context: grpc.aio.ServicerContext) -> pb.SymbolTable:
-        if isinstance(request, _BadRequest):
+        if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         table = self.engine.table
         return pb.SymbolTable(
@@ -297,7 +297,7 @@ class EngineGrpcServer:
         return SERVING if self.engine.serving and not self._stopping else NOT_SERVING
 
     async def health_check(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
-        if isinstance(request, _BadRequest):
+        if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         status = self._status_of(request)
         if status is None:
@@ -307,7 +307,7 @@ class EngineGrpcServer:
     async def health_watch(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        if isinstance(request, _BadRequest):
+        if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         status = self._status_of(request)
         if status is None:
@@ -327,7 +327,7 @@ class EngineGrpcServer:
             self._health_waiters.discard(q)
 
     async def kill(self, request: Any, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
-        if isinstance(request, _BadRequest):
+        if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         self.engine.kill(f"gRPC: {request.value or 'no reason given'}")
         return empty_pb2.Empty()
@@ -355,7 +355,7 @@ class EngineGrpcServer:
     ) -> pb.TradingSignal:
         try:
             return self._predict_now(tick, fused)
-        except _Abort as exc:
+        except _AbortError as exc:
             await context.abort(exc.code, exc.details)
             raise  # unreachable: abort raises
 
@@ -365,11 +365,11 @@ class EngineGrpcServer:
         if tick.symbol:
             sid = table.get(tick.symbol)
             if sid is None:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown symbol {tick.symbol!r}")
+                raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown symbol {tick.symbol!r}")
         else:
             sid = int(tick.symbol_id)
             if sid >= len(table):
-                raise _Abort(
+                raise _AbortError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"symbol_id {sid} out of range 0..{len(table) - 1}",
                 )
@@ -379,18 +379,18 @@ class EngineGrpcServer:
         elif len(tick.technical_indicators) == n_features:
             row = np.asarray(tick.technical_indicators, np.float32)
         else:
-            raise _Abort(
+            raise _AbortError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"technical_indicators has {len(tick.technical_indicators)} values, "
                 f"the model takes {n_features} (or send none to use the engine's row)",
             )
         if not np.isfinite(row).all():
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "technical_indicators not finite")
+            raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, "technical_indicators not finite")
         price = float(tick.price) if tick.price else float(engine.kernel.last_price[sid])
         if not math.isfinite(price) or price <= 0:
             if tick.price:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"price {tick.price} is not > 0")
-            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, "no price yet for this symbol")
+                raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, f"price {tick.price} is not > 0")
+            raise _AbortError(grpc.StatusCode.FAILED_PRECONDITION, "no price yet for this symbol")
         ctx = fused if fused is not None else engine.context
         out = engine.embedded.run("stable", row[None, :], ctx.rows[sid : sid + 1])
         rec = np.zeros(1, SIGNAL_RECORD_DTYPE)
@@ -412,7 +412,7 @@ class EngineGrpcServer:
         return _signal_message(rec[0], bytes(packed), table)
 
 
-class _Abort(Exception):
+class _AbortError(Exception):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code
