@@ -1392,6 +1392,7 @@ cdef class TickRings:
     cdef Py_ssize_t _row[N_KINDS]
     cdef Py_ssize_t _size[N_KINDS]
     cdef uint64_t _cap[N_KINDS]
+    cdef uint64_t _mask[N_KINDS]    # cap - 1 when cap is a power of two (no division), else 0
     cdef uint64_t* _head[N_KINDS]
     cdef uint64_t* _ovf[N_KINDS]
     cdef bint _has_writer
@@ -1423,6 +1424,7 @@ cdef class TickRings:
             self._row[k] = data.strides[0]
             self._size[k] = data.itemsize
             self._cap[k] = cap
+            self._mask[k] = cap - 1 if cap & (cap - 1) == 0 else 0
             self._head[k] = <uint64_t*><Py_ssize_t>heads.ctypes.data
             self._ovf[k] = <uint64_t*><Py_ssize_t>ovf.ctypes.data
 
@@ -1465,7 +1467,7 @@ cdef class TickRings:
     cdef inline void _commit(self, int k, Py_ssize_t s, const void* rec) noexcept nogil:
         cdef uint64_t cap = self._cap[k]
         cdef uint64_t h = self._head[k][s]
-        cdef uint64_t idx = h % cap
+        cdef uint64_t idx = (h & self._mask[k]) if self._mask[k] or cap == 1 else h % cap
         cdef Py_ssize_t size = self._size[k]
         cdef Py_ssize_t j
         cdef char* row = self._base[k] + s * self._row[k]
