@@ -1,12 +1,15 @@
-"""Shared pieces of the engine tests: a small config, the shipped model, generated frames."""
+"""Engine tests: every async test runs under asyncio and uvloop; config, model, frames."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from relentless_fast._proto.relentless_fast_pb2 import DailyContext, SymbolContext
 from relentless_fast.config import Config, load_config
@@ -17,6 +20,12 @@ from relentless_fast.inference.embedded import EmbeddedBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 def make_config(**overrides: Any) -> Config:

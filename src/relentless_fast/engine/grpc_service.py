@@ -365,7 +365,9 @@ class EngineGrpcServer:
         if tick.symbol:
             sid = table.get(tick.symbol)
             if sid is None:
-                raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown symbol {tick.symbol!r}")
+                raise _AbortError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"unknown symbol {tick.symbol!r}"
+                )
         else:
             sid = int(tick.symbol_id)
             if sid >= len(table):
@@ -389,7 +391,9 @@ class EngineGrpcServer:
         price = float(tick.price) if tick.price else float(engine.kernel.last_price[sid])
         if not math.isfinite(price) or price <= 0:
             if tick.price:
-                raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, f"price {tick.price} is not > 0")
+                raise _AbortError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"price {tick.price} is not > 0"
+                )
             raise _AbortError(grpc.StatusCode.FAILED_PRECONDITION, "no price yet for this symbol")
         ctx = fused if fused is not None else engine.context
         out = engine.embedded.run("stable", row[None, :], ctx.rows[sid : sid + 1])
