@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from relentless_fast.inference.wire import (
     PredictRequestEncoder,
+    PredictResponseDecoder,
     WireError,
     decode_predict_response,
     decode_tensor,
@@ -378,3 +379,79 @@ def test_decoder_rejects_malformed() -> None:
 def test_varint_negative_is_ten_bytes() -> None:
     assert encode_varint(-1) == bytes.fromhex("ffffffffffffffffff01")
     assert encode_varint(300) == b"\xac\x02"
+
+
+# ----- repeated-layout decoder -----------------------------------------------------------------
+
+
+def _layout_response(
+    pb: ModuleType, values: dict[str, np.ndarray], *, content: bool, version: int = 1
+) -> bytes:
+    resp = _response(pb, version=version)
+    for name, arr in values.items():
+        t = resp.outputs[name]
+        t.dtype = 2 if arr.dtype == np.float64 else 1
+        _set_shape(t, arr.shape)
+        if content:
+            t.tensor_content = arr.tobytes()
+        elif arr.dtype == np.float64:
+            t.double_val.extend(arr.ravel().tolist())
+        else:
+            t.float_val.extend(arr.ravel().tolist())
+    out: bytes = resp.SerializeToString()
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 20), content=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_response_decoder_fast_path_equals_full_parse(
+    predict_pb2: ModuleType, rows: int, content: bool, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    dec = PredictResponseDecoder()
+    for i in range(4):
+        values: dict[str, np.ndarray] = {
+            "action_probs": rng.random((rows, 3)).astype(np.float32),
+            "confidence": rng.random(rows).astype(np.float32),
+            "wide": rng.random(rows),
+        }
+        raw = _layout_response(predict_pb2, values, content=content)
+        got = dec.decode(raw)
+        want = decode_predict_response(raw)
+        assert got.model_spec == want.model_spec
+        for k, v in values.items():
+            np.testing.assert_array_equal(got.outputs[k], v)
+            assert got.outputs[k].dtype == want.outputs[k].dtype
+            assert got.outputs[k].flags.writeable
+        assert dec.fast_hits == i  # the first response builds the template
+
+
+def test_response_decoder_rejects_a_changed_layout_of_equal_length(
+    predict_pb2: ModuleType,
+) -> None:
+    dec = PredictResponseDecoder()
+    a = np.arange(4, dtype=np.float32)
+    first = _layout_response(predict_pb2, {"aa": a}, content=True, version=1)
+    renamed = _layout_response(predict_pb2, {"bb": a + 1}, content=True, version=1)
+    other_version = _layout_response(predict_pb2, {"aa": a + 2}, content=True, version=2)
+    reshaped = _response(predict_pb2, version=1)
+    t = reshaped.outputs["aa"]
+    t.dtype = 1
+    _set_shape(t, (2, 2))
+    t.tensor_content = a.tobytes()
+    assert len({len(first), len(renamed), len(other_version)}) == 1
+    dec.decode(first)
+    assert list(dec.decode(renamed).outputs) == ["bb"]
+    assert dec.decode(other_version).model_spec.version == 2
+    assert dec.fast_hits == 0
+    got = dec.decode(_layout_response(predict_pb2, {"aa": a + 5}, content=True, version=1))
+    np.testing.assert_array_equal(got.outputs["aa"], a + 5)
+    assert dec.fast_hits == 1
+    int_resp = _response(predict_pb2, version=1)  # typed varints never take the fast path
+    t = int_resp.outputs["n"]
+    t.dtype = 3
+    _set_shape(t, (3,))
+    t.int_val.extend([1, -2, 3])
+    for _ in range(3):
+        assert dec.decode(int_resp.SerializeToString()).outputs["n"].tolist() == [1, -2, 3]
+    assert dec.fast_hits == 1

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from relentless_fast.inference.batch import LABEL_CANARY, LABEL_STABLE, Outputs
-from relentless_fast.inference.wire import PredictRequestEncoder, decode_predict_response
+from relentless_fast.inference.wire import PredictRequestEncoder, PredictResponseDecoder
 from relentless_fast.model_contract import INPUT_CONTEXT, INPUT_TICKS, MODEL_NAME, SIGNATURE_NAME
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -119,6 +119,7 @@ class GrpcBackend:
             )
             for label in dict.fromkeys([*labels, *self.versions])
         }
+        self._decoder = PredictResponseDecoder()
         self._channels: list[_Channel] = []
         self._next = 0
 
@@ -184,7 +185,7 @@ class GrpcBackend:
             raw: bytes = await ch.predict(request, timeout=timeout_s)
         finally:
             ch.in_flight -= 1
-        response = decode_predict_response(raw)
+        response = self._decoder.decode(raw)
         version = response.model_spec.version
         if version is None:
             version = self.versions.get(label, 0)
