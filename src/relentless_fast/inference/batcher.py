@@ -281,14 +281,18 @@ class MicroBatcher:
         """Replace pending rows and append new ones in one write per array (queue has room)."""
         miss = ~hit
         n_new = sym.shape[0] - int(np.count_nonzero(hit))
-        new_pos = (self._head + self._count + self._ar[:n_new]) % self.capacity
+        tail = (self._head + self._count) % self.capacity
+        if tail + n_new <= self.capacity:
+            new_pos = self._ar[tail : tail + n_new]
+        else:
+            new_pos = (tail + self._ar[:n_new]) % self.capacity
         dest = slots.astype(np.int64)
         dest[miss] = new_pos
         self._ticks[dest] = ticks
         self._ctx[dest] = ctx
         self._event_ts[dest] = ets
         self._arrival[dest] = now
-        self._flags[dest] = flags | hit.astype(np.uint16) * np.uint16(FLAG_COALESCED)
+        self._flags[dest] = np.where(hit, flags | FLAG_COALESCED, flags)
         new_sym = sym[miss]
         self._sym[new_pos] = new_sym
         self._enqueued[new_pos] = now
