@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "relentless_fast.serving.cli",
     "relentless_fast.feeds.cli",
     "relentless_fast.outputs.cli",
+    "relentless_fast.engine.cli",
 )
 
 
