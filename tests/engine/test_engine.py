@@ -192,7 +192,7 @@ async def test_async_iterator_gets_every_batch_then_ends(
 
     async def consume() -> None:
         async for packed in stream:
-            received.append(packed)
+            received.append(packed)  # noqa: PERF401 - a consumer loop, as users write it
 
     await engine.start()
     task = asyncio.create_task(consume())
