@@ -149,7 +149,7 @@ class UdpPublisher:
 
     Use as ``async with UdpPublisher(config) as pub: pub.publish(buf, count)``. ``sock`` may be a
     ready, connected datagram socket (tests inject an ``AF_UNIX`` pair to exercise ``EAGAIN``);
-    by default an IPv4 UDP socket is created and connected to ``config.host:config.port``.
+    by default an unconnected IPv4 UDP socket sends to ``config.host:config.port``.
     """
 
     def __init__(
@@ -164,6 +164,9 @@ class UdpPublisher:
         self._answer = _PacketBuilder(self._session, self.config.max_datagram_bytes)
         self._sock = sock
         self._owns_sock = sock is None
+        # Our own socket stays unconnected: a connected UDP socket turns the ICMP "port
+        # unreachable" of a consumer that is not up yet into an error on the next send.
+        self._dest = None if sock is not None else (self.config.host, self.config.port)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rerequest: asyncio.DatagramTransport | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -267,7 +270,10 @@ class UdpPublisher:
     def _send(self, packet: bytes | memoryview) -> bool:
         assert self._sock is not None
         try:
-            self._sock.send(packet)
+            if self._dest is None:
+                self._sock.send(packet)
+            else:
+                self._sock.sendto(packet, self._dest)
         except BlockingIOError:
             self.counters.eagain_drops += 1
             return False
@@ -350,7 +356,6 @@ def _open_socket(config: UdpPublisherConfig) -> socket.socket:
                     socket.inet_aton(config.multicast_interface),
                 )
         sock.setblocking(False)
-        sock.connect((config.host, config.port))
     except BaseException:
         sock.close()
         raise
