@@ -434,3 +434,55 @@ async def test_stop_during_a_hanging_connect_returns_promptly() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+ODD_SERVER_FRAMES = [
+    b"[]",
+    b"{}",
+    b"not json at all",
+    b"\x00\xff\x10",
+    b'[{"T":"success","msg":"connected"}]',  # again, after subscription
+    b'[{"T":"success","msg":"authenticated"}]',  # again
+    b'[{"T":"success","msg":"something new"}]',
+    b'[{"T":"subscription","trades":"AAPL"}]',  # not a list
+    b'[ {"T":"t","S":"AAPL"} ]',  # data in an unusual layout
+    b'[{"T":"success","msg":"authenticated"},{"T":"t"}]',  # not a lone control message
+]
+
+
+async def test_odd_server_frames_never_break_the_session() -> None:
+    data = json_frames(3)
+    async with AlpacaReplayServer(ReplayServerConfig(frames=data)) as server:
+
+        def send_odd(session: ServerSession) -> None:
+            for frame in ODD_SERVER_FRAMES:
+                session.send_data(frame)
+
+        server.on_subscribed = send_odd
+        sink = CollectingSink()
+        async with running(config_for(server), sink) as (feed, _):
+            await wait_until(lambda: len(sink.frames) >= 6 + 3, what="odd and data frames")
+            await asyncio.sleep(0.05)
+            assert feed.state is FeedState.SUBSCRIBED
+        # Non-control frames reach the sink (the parser counts them as drops); control-shaped
+        # ones are absorbed; the data keeps flowing on the same connection.
+        assert sink.frames == [
+            b"[]", b"{}", b"not json at all", b"\x00\xff\x10",
+            b'[ {"T":"t","S":"AAPL"} ]',
+            b'[{"T":"success","msg":"authenticated"},{"T":"t"}]',
+            *data,
+        ]  # fmt: skip
+        assert feed.counters.connects == 1
+        assert feed.counters.unknown_control == 2  # a second "connected", "something new"
+        assert [r["action"] for r in server.sessions[0].received] == ["auth", "subscribe"]
+
+
+async def test_an_error_frame_without_a_code_is_retried() -> None:
+    async with AlpacaReplayServer() as server:
+        server.on_subscribed = lambda session: (
+            session.send_data(b'[{"T":"error","msg":"??"}]') if session.index == 0 else None
+        )
+        sink = CollectingSink()
+        async with running(config_for(server), sink) as (feed, _):
+            await wait_until(lambda: feed.counters.subscriptions == 2, what="resubscription")
+        assert feed.counters.unknown_control == 1

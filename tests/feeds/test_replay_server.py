@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -229,3 +230,19 @@ async def test_server_stop_drops_clients() -> None:
         await server.stop()
         await asyncio.wait_for(c.closed.wait(), 2.0)
     await wait_until(lambda: all(s.closed for s in server.sessions))
+
+
+async def test_random_client_messages_get_400_and_the_session_survives() -> None:
+    rng = random.Random(5)
+    junk = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))) for _ in range(40)]
+    junk += [orjson.dumps(v) for v in ([], {}, 1, "auth", {"action": 1}, {"action": None},
+                                       {"action": "subscribe"}, [{"action": "auth"}])]  # fmt: skip
+    async with AlpacaReplayServer() as server, client(server) as c:
+        await c.recv()
+        assert c.transport is not None
+        for payload in junk:
+            c.transport.send(WSMsgType.TEXT, payload)
+        replies = [await c.recv() for _ in junk]
+        assert all(r[0]["T"] == "error" and r[0]["code"] in (400, 401) for r in replies)
+        c.send(AUTH)
+        assert await c.recv() == AUTHENTICATED

@@ -696,7 +696,7 @@ class AlpacaFeed(Feed):
         kind = msg["T"]
         if kind == "success":
             text = msg.get("msg")
-            if text == "connected":
+            if text == "connected" and session.phase is FeedState.CONNECTING:
                 session.phase = FeedState.CONNECTED
                 self._set_state(FeedState.CONNECTED, self.config.url)
                 if not self.config.auth_in_headers:
