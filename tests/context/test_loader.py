@@ -299,3 +299,42 @@ async def test_keys_never_reach_the_logs(
     assert result.ok
     assert "api_key=***" in caplog.text  # the request lines were logged, redacted
     assert FRED_KEY not in caplog.text and CONGRESS_KEY not in caplog.text
+
+
+async def test_sec_daily_index_mode_and_warm_day(world: World, tmp_path: Path) -> None:
+    cfg = world.config(tmp_path)
+    world.as_of = dt.date(2025, 1, 17)
+    first = await load_once(cfg, world.as_of)
+    assert first.ok
+    world.as_of = AS_OF
+    world.server.requests.clear()
+    second = await load_once(cfg, AS_OF)
+    assert second.ok and second.context is not None
+    with ContextDB(cfg.db_path) as db:
+        payload = db.inputs_for(AS_OF)["sec"].payload
+    assert payload["mode"] == "daily-index"
+    assert payload["index_days"] == ["2025-01-17"]  # window 18..20: weekend and MLK day
+    # warm day: only AAA (an 8-K in the window) re-reads its submissions; the rest carry over
+    subs = world.server.hits("/submissions/")
+    assert [h.path for h in subs] == ["/submissions/CIK0001000001.json"]
+    assert payload["companies"]["BBB"]["fetched"] == "2025-01-17"
+    # Form 4s come from the index; the reporting owner's copy is never fetched
+    txt = [h.path for h in world.server.hits("/Archives/edgar/data/")]
+    assert txt and all(p.endswith(".txt") for p in txt)
+    assert not any("/9999999/" in p for p in txt)
+    syms = {s.symbol: s for s in second.context.symbols}
+    assert syms["AAA"].insider_trading_signal == 1.0 and syms["BBB"].insider_trading_signal == -1.0
+    assert syms["BBB"].sector == "financials"  # the carried SIC
+
+
+async def test_sec_falls_back_to_submissions_without_indexes(world: World, tmp_path: Path) -> None:
+    world.index_status = 403
+    result = await load_once(world.config(tmp_path), AS_OF)
+    assert result.ok and result.context is not None
+    with ContextDB(world.config(tmp_path).db_path) as db:
+        payload = db.inputs_for(AS_OF)["sec"].payload
+    assert payload["mode"] == "submissions" and payload["index_days"] == []
+    assert set(payload["index_missing"]) == {"2025-01-17"}
+    syms = {s.symbol: s for s in result.context.symbols}
+    assert syms["AAA"].insider_trading_signal == 1.0 and syms["BBB"].insider_trading_signal == -1.0
+    assert all(h.path.endswith(".xml") for h in world.server.hits("/Archives/edgar/data/"))

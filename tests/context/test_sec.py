@@ -214,3 +214,75 @@ async def test_rate_limit_at_most_10_per_second(
     times = sorted(client.http.stats.start_times)
     # no 11 requests within one second (lower bound from the limiter's sleeps)
     assert all(times[i + 10] - times[i] >= 1.0 - 0.01 for i in range(len(times) - 10))
+
+
+async def test_recorded_daily_index_through_client(
+    server: ReplayServer, shared_fixtures: Path
+) -> None:
+    body = (shared_fixtures / "sec" / "daily_index_form.20200318_excerpt.idx").read_bytes()
+    day = dt.date(2020, 3, 18)
+    assert sec.daily_index_path(day) == "/Archives/edgar/daily-index/2020/QTR1/form.20200318.idx"
+    server.route(sec.daily_index_path(day), _edgar_ua_gate(body, "text/plain"))  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as hc:
+        rows = await _client(hc, server).daily_index(day)
+    assert len(rows) == 375  # the excerpt's rows, header and dashes skipped
+    assert sum(r.form == "4" for r in rows) + sum(r.form == "4/A" for r in rows) == 300
+    first = rows[0]
+    assert (first.form, first.cik, first.date_filed) == ("1-A", 1806014, day)
+    assert first.company == "DLP Positive Note Fund LLC"
+    assert first.accession == "0001140361-20-006155"
+    assert all(r.filename.startswith(f"edgar/data/{r.cik}/") for r in rows)
+
+
+async def test_recorded_403_for_a_missing_index(
+    server: ReplayServer, shared_fixtures: Path
+) -> None:
+    body = (shared_fixtures / "sec" / "error_403_full-index_2099_AccessDenied.xml").read_text()
+    server.route(
+        "/Archives/edgar/daily-index/", Reply(403, body, {"Content-Type": "application/xml"})
+    )
+    async with httpx.AsyncClient() as hc:
+        with pytest.raises(SourceError, match="AccessDenied") as err:
+            await _client(hc, server).daily_index(dt.date(2099, 1, 2))
+    assert err.value.status == 403 and len(server.hits()) == 1
+
+
+def test_form_index_offsets_come_from_the_header() -> None:
+    text = (
+        "Description: x\n\n"
+        "Form Type Company Name CIK Date Filed File Name\n"
+        "-----------------------------------------------\n"
+        "4         Acme Corp    42  20250120   edgar/data/42/0000000042-25-000001.txt\n"
+        "garbage line\n"
+    )
+    rows, dropped = sec.parse_form_index(text)
+    assert [(r.form, r.company, r.cik) for r in rows] == [("4", "Acme Corp", 42)]
+    assert dropped == 1
+    with pytest.raises(ValueError, match="Form Type"):
+        sec.parse_form_index("no header here\n")
+
+
+async def test_recorded_company_tickers(server: ReplayServer, shared_fixtures: Path) -> None:
+    body = (shared_fixtures / "sec" / "company_tickers_first300_excerpt.json").read_bytes()
+    server.route("/files/company_tickers.json", _edgar_ua_gate(body, "application/json"))  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as hc:
+        tickers = await _client(hc, server).company_tickers()
+    assert len(tickers) == 300
+    assert tickers["AAPL"] == 320193 and tickers["MSFT"] == 789019
+
+
+async def test_form4_from_full_submission_text(server: ReplayServer, shared_fixtures: Path) -> None:
+    xml = (shared_fixtures / "sec" / "form4_Snowflake_SNOW_2022-12-13.xml").read_text()
+    txt = (
+        "<SEC-DOCUMENT>0001209191-22-063403.txt : 20221215\n<SEC-HEADER>...</SEC-HEADER>\n"
+        f'<DOCUMENT>\n<TYPE>4\n<TEXT>\n<XML>\n<?xml version="1.0"?>\n{xml}\n</XML>\n</TEXT>\n'
+        "</DOCUMENT>\n</SEC-DOCUMENT>\n"
+    )
+    row = sec.IndexRow("4", "Snowflake Inc.", 1640147, dt.date(2022, 12, 13),
+                       "edgar/data/1640147/0001209191-22-063403.txt")  # fmt: skip
+    server.route("/Archives/" + row.filename, _edgar_ua_gate(txt, "text/plain"))  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as hc:
+        trades = await _client(hc, server).form4_from_index(row)
+    assert len(trades) == 5 and all(t.issuer_cik == 1640147 for t in trades)
+    with pytest.raises(ValueError, match="no ownershipDocument"):
+        sec.extract_ownership_xml(b"<SEC-DOCUMENT>8-K only</SEC-DOCUMENT>")

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relentless_fast.context import sessions
 from relentless_fast.context.config import ContextConfig
 from tests.context.replay import ReplayServer, Reply, Request, json_reply
 
@@ -104,6 +105,13 @@ class World:
     bills_per_topic_page: int = 3
     form4_per_company: int = 1
     fail: set[str] = field(default_factory=set)  # sources answering 503
+    form4_every: int = 1  # every n-th member has a Form 4 on the day before the as-of
+    index_status: int = 200  # the daily indexes' status (403 = EDGAR's "no such index")
+
+    @property
+    def prev_session(self) -> dt.date:
+        """The session before the as-of date (filings are dated on it)."""
+        return sessions.previous_session(self.as_of)
 
     def install(self) -> None:
         s = self.server
@@ -113,6 +121,7 @@ class World:
         s.route("/v3/bill/", self._bill_detail)
         s.route("/submissions/", self._submissions)
         s.route("/Archives/edgar/data/", self._form4)
+        s.route("/Archives/edgar/daily-index/", self._daily_index)
         s.route("/feeds/markets.xml", self._rss)
         s.route("/options/flow.csv", self._options)
 
@@ -310,11 +319,11 @@ class World:
             )
             return Reply(404, missing, {"Content-Type": "application/xml"})
         ticker, _cik, sic, name = member
-        prev = (self.as_of - dt.timedelta(days=1)).isoformat()
+        prev = self.prev_session.isoformat()
         rows: list[tuple[str, str, str, str]] = [  # form, date, items, doc
             ("4", prev, "", f"xslF345X05/f4_{k}.xml") for k in range(self.form4_per_company)
         ]
-        rows.append(("8-K", (self.as_of - dt.timedelta(days=2)).isoformat(), "5.02,9.01", "a.htm"))
+        rows.append(("8-K", prev, "5.02,9.01", "a.htm"))
         for q in range(8):  # quarterly earnings 8-Ks, the last one 50 days ago
             day = self.as_of - dt.timedelta(days=50 + 91 * q)
             rows.append(("8-K", day.isoformat(), "2.02,9.01", "e.htm"))
@@ -341,19 +350,71 @@ class World:
         }  # fmt: skip
         return json_reply(json.dumps(body, separators=(",", ":")))
 
+    def _daily_index(self, req: Request) -> Reply:
+        err = self._ua_check(req)
+        if err:
+            return err
+        if "sec" in self.fail:
+            return Reply(503, "Service Unavailable")
+        day = dt.datetime.strptime(req.path.rsplit(".", 2)[1], "%Y%m%d").date()
+        if self.index_status != 200 or day >= self.as_of:
+            denied = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code></Error>'
+            )
+            return Reply(403, denied, {"Content-Type": "application/xml"})
+        head = (
+            "Description:           Daily Index of EDGAR Dissemination Feed by Form Type\n"
+            f"Last Data Received:    {day:%b %d, %Y}\n\n"
+            f"{'Form Type':<12}{'Company Name':<62}{'CIK':<12}{'Date Filed':<12}File Name\n"
+            + "-" * 141
+            + "\n"
+        )
+        rows = []
+        for i, (_t, cik, _s, name) in enumerate(self.tickers):
+            if day == self.prev_session and i % self.form4_every == 0:
+                acc = f"0000{cik:06d}-25-9{i:05d}"
+                rows.extend(  # the issuer's and the reporting owner's rows
+                    ("4", name, filer, day, f"edgar/data/{filer}/{acc}.txt")
+                    for filer in (cik, 9999999)
+                )
+            if day == self.prev_session and i == 0:
+                rows.append(
+                    ("8-K", name, cik, day, f"edgar/data/{cik}/0000{cik:06d}-25-800000.txt")
+                )
+        rows.append(("10-K", "Someone Else Inc", 123, day, "edgar/data/123/0000000123-25-1.txt"))
+        rows.sort(key=lambda r: r[0])
+        lines = [
+            f"{form:<12}{name[:60]:<62}{cik:<12}{d:%Y%m%d}    {fn}"
+            for form, name, cik, d, fn in rows
+        ]
+        return Reply(200, head + "\n".join(lines) + "\n", {"Content-Type": "text/plain"})
+
     def _form4(self, req: Request) -> Reply:
         err = self._ua_check(req)
         if err:
             return err
         cik = int(req.path.split("/")[4])
+        if req.path.endswith(".txt"):
+            if cik == 9999999:  # the owner's copy of the same filing is never asked for
+                return Reply(404, "owner copy requested")
+            member = next(m for m in self.tickers if m[1] == cik)
+            xml = self._form4_xml(member)
+            body = (
+                "<SEC-DOCUMENT>0000.txt : 20250120\n<SEC-HEADER>...</SEC-HEADER>\n<DOCUMENT>\n"
+                f"<TYPE>4\n<SEQUENCE>1\n<TEXT>\n<XML>\n{xml}</XML>\n</TEXT>\n</DOCUMENT>\n"
+                "</SEC-DOCUMENT>\n"
+            )
+            return Reply(200, body, {"Content-Type": "text/plain"})
         member = next(m for m in self.tickers if m[1] == cik)
-        ticker, _c, _s, name = member
-        buy = hash(ticker) % 2 == 0 if ticker not in ("AAA", "BBB") else ticker == "AAA"
-        xml = FORM4.format(
-            day=(self.as_of - dt.timedelta(days=1)).isoformat(), cik=cik, name=name,
+        return Reply(200, self._form4_xml(member), {"Content-Type": "text/xml"})
+
+    def _form4_xml(self, member: tuple[str, int, int, str]) -> str:
+        ticker, cik, _s, name = member
+        buy = sum(map(ord, ticker)) % 2 == 0 if ticker not in ("AAA", "BBB") else ticker == "AAA"
+        return FORM4.format(
+            day=self.prev_session.isoformat(), cik=cik, name=name,
             ticker=ticker, code="P" if buy else "S", ad="A" if buy else "D",
         )  # fmt: skip
-        return Reply(200, xml, {"Content-Type": "text/xml"})
 
     # -- news and options ----------------------------------------------------------------
     def _rss(self, req: Request) -> Reply:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relentless_fast._proto.relentless_fast_pb2 import DailyContext, FedStance, SymbolContext
-from relentless_fast.context import embedding, legislation
+from relentless_fast.context import embedding, legislation, sessions
 from relentless_fast.context.config import ContextConfig
 from relentless_fast.context.sectors import SECTORS, sector_for_sic
 from relentless_fast.context.sources import fred, news, options, sec
@@ -189,7 +189,8 @@ def _sec_facts(
     facts = {m.ticker: _SymbolFacts(sector=m.sector, sic=m.sic) for m in members}
     if not payload:
         return facts
-    window_start = as_of - dt.timedelta(days=cfg.sec_lookback_days)
+    window_start = sessions.lookback_start(as_of, cfg.sec_lookback_days)
+    window_days = (as_of - window_start).days
     for ticker, comp in payload.get("companies", {}).items():
         f = facts.get(ticker)
         if f is None:
@@ -207,7 +208,7 @@ def _sec_facts(
             )
             for x in comp.get("filings", [])
         ]
-        f.earnings = sec.earnings_estimate(filings, as_of, cfg.sec_lookback_days)
+        f.earnings = sec.earnings_estimate(filings, as_of, window_days)
         f.filings_8k = sum(1 for x in filings if x.form == "8-K" and x.filing_date >= window_start)
     for ticker, rows in payload.get("trades", {}).items():
         f = facts.get(ticker)

@@ -81,6 +81,7 @@ class ContextConfig:
     congress_max_bills: int = 500
     congress_detail_max: int = 40
     sec_lookback_days: int = 3
+    sec_refresh_days: int = 7  # re-read a quiet company's submissions JSON after this many days
     form4_max_per_symbol: int = 10
     calendar_horizon_days: int = 45
     schedule_time: str = "05:30"

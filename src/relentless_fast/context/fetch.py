@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 
+from relentless_fast.context import fetch_sec as sec_fetch
 from relentless_fast.context.config import CONGRESS_KEY_ENV, FRED_KEY_ENV, ContextConfig, env_key
 from relentless_fast.context.embedding import SOURCES
-from relentless_fast.context.sources import congress, fred, news, options, sec
+from relentless_fast.context.sources import congress, fred, news, options
 from relentless_fast.context.sources.http import HttpStats, RetryPolicy, SourceError, SourceHttp
 from relentless_fast.context.universe import Member
 
@@ -50,6 +51,7 @@ class FetchContext:
     client: httpx.AsyncClient
     retry: RetryPolicy
     since: dt.datetime | None = None  # last successful Congress fetch (UTC)
+    previous_sec: Payload | None = None  # latest stored SEC payload (entries carried forward)
 
     def http(
         self, source: str, max_rps: float, burst: int, headers: dict[str, str] | None = None
@@ -135,61 +137,20 @@ async def fetch_congress(fc: FetchContext, http: SourceHttp) -> Payload:
 
 
 async def fetch_sec(fc: FetchContext, http: SourceHttp) -> Payload:
-    """Each member's recent filings and the Form 4 trades filed in the lookback window."""
+    """Filings of the universe in the lookback window and their Form 4 trades (see fetch_sec)."""
     if not fc.cfg.sec_user_agent.strip():
         raise SourceError("sec", "sec_user_agent is not configured ('<app> <contact email>')")
-    client = sec.SecClient(http, fc.cfg.sec_data_base_url, fc.cfg.sec_archive_base_url)
-    window_start = fc.as_of - dt.timedelta(days=fc.cfg.sec_lookback_days)
-    history_start = fc.as_of - dt.timedelta(days=3 * 366)
-    sem = asyncio.Semaphore(fc.cfg.http_concurrency)
-    companies: dict[str, Any] = {}
-    trades: dict[str, list[dict[str, Any]]] = {}
-    errors: dict[str, str] = {}
-
-    async def one(m: Member) -> None:
-        try:
-            async with sem:
-                company = await client.submissions(m.cik)
-        except SourceError as exc:
-            errors[m.ticker] = str(exc)
-            return
-        past = [f for f in company.filings if f.filing_date < fc.as_of]
-        keep = [
-            f
-            for f in past
-            if f.filing_date >= window_start
-            or (
-                f.filing_date >= history_start and (f.form in ("10-Q", "10-K") or "2.02" in f.items)
-            )
-        ]
-        companies[m.ticker] = {
-            "cik": company.cik,
-            "sic": company.sic or m.sic,
-            "filings": [_filing_json(f) for f in keep],
-        }
-        form4s = [f for f in past if f.form == "4" and f.filing_date >= window_start]
-        got: list[dict[str, Any]] = []
-        for f in form4s[: fc.cfg.form4_max_per_symbol]:
-            try:
-                async with sem:
-                    got.extend(dataclasses.asdict(t) for t in await client.form4(company.cik, f))
-            except SourceError as exc:
-                errors[f"{m.ticker}:{f.accession}"] = str(exc)
-        trades[m.ticker] = got
-
-    await asyncio.gather(*(one(m) for m in fc.universe))
-    if not companies:
-        raise SourceError("sec", f"no company fetched: {next(iter(errors.values()), '')}")
-    return {"companies": companies, "trades": trades, "errors": dict(list(errors.items())[:50])}
-
-
-def _filing_json(f: sec.Filing) -> dict[str, Any]:
-    return {
-        "accession": f.accession,
-        "form": f.form,
-        "filing_date": f.filing_date.isoformat(),
-        "items": list(f.items),
-    }
+    client = sec_fetch.client_for(http, fc.cfg.sec_data_base_url, fc.cfg.sec_archive_base_url)
+    return await sec_fetch.fetch_sec_payload(
+        client,
+        list(fc.universe),
+        fc.as_of,
+        lookback_days=fc.cfg.sec_lookback_days,
+        refresh_days=fc.cfg.sec_refresh_days,
+        form4_max=fc.cfg.form4_max_per_symbol,
+        concurrency=fc.cfg.http_concurrency,
+        previous=fc.previous_sec,
+    )
 
 
 async def fetch_news(fc: FetchContext, http: SourceHttp) -> Payload:
@@ -265,6 +226,7 @@ async def fetch_all(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     since: dt.datetime | None = None,
+    previous_sec: Payload | None = None,
     only: Sequence[str] = SOURCES,
 ) -> dict[str, FetchResult]:
     """Fetch every source in ``only`` concurrently; never raises for a source's failure."""
@@ -272,7 +234,7 @@ async def fetch_all(
     timeout = httpx.Timeout(cfg.http_timeout_s)
     limits = httpx.Limits(max_connections=4 * cfg.http_concurrency)
     async with httpx.AsyncClient(timeout=timeout, transport=transport, limits=limits) as client:
-        fc = FetchContext(cfg, as_of, universe, client, retry, since)
+        fc = FetchContext(cfg, as_of, universe, client, retry, since, previous_sec)
         table = fetchers(cfg)
         # FRED series and the calendar share one key: share one limiter too
         fred_http = fc.http("fred", cfg.fred_max_rps, cfg.fred_burst)

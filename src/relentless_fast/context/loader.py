@@ -104,8 +104,16 @@ async def load_once(
     ids = symbol_ids_for(cfg, members)
     with ContextDB(cfg.db_path) as db:
         since = _congress_since(db, as_of)
+        prev_sec = db.inputs_for(as_of).get("sec") or db.latest_input_before("sec", as_of)
     # the database is not held open while the sources are fetched (``context show`` may run)
-    results = await fetch_all(cfg, as_of, members, transport=transport, since=since)
+    results = await fetch_all(
+        cfg,
+        as_of,
+        members,
+        transport=transport,
+        since=since,
+        previous_sec=prev_sec.payload if prev_sec else None,
+    )
     with ContextDB(cfg.db_path) as db:
         inputs = _inputs(db, as_of, results)
         version = db.next_version()

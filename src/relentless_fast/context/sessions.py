@@ -58,6 +58,18 @@ def previous_session(day: dt.date, calendar: str = DEFAULT_CALENDAR) -> dt.date:
     return cal.date_to_session(d.isoformat(), direction="previous").date()  # type: ignore[no-any-return]
 
 
+def lookback_start(as_of: dt.date, days: int, calendar: str = DEFAULT_CALENDAR) -> dt.date:
+    """Start of a look-back window: ``days`` calendar days back, but at least the previous session.
+
+    A 3-day window on the Tuesday after a Monday holiday still covers Friday.
+    """
+    start = as_of - dt.timedelta(days=days)
+    try:
+        return min(start, previous_session(as_of, calendar))
+    except ValueError:  # outside the calendar's range: calendar days only
+        return start
+
+
 def sessions_in(start: dt.date, end: dt.date, calendar: str = DEFAULT_CALENDAR) -> list[dt.date]:
     """Sessions in [start, end]."""
     cal = _calendar(calendar)

@@ -66,6 +66,7 @@ class InsiderTrade:
     is_ten_percent: bool
     officer_title: str
     plan_10b5_1: bool
+    issuer_cik: int = 0
 
 
 def cik10(cik: int) -> str:
@@ -165,6 +166,7 @@ def parse_form4(xml: bytes | str) -> list[InsiderTrade]:
     rel = owner.find("reportingOwnerRelationship") if owner is not None else None
     owner_name = _text(owner, "reportingOwnerId/rptOwnerName")
     plan = _flag(_text(root, "aff10b5One"))
+    issuer_cik = _int(_text(root, "issuer/issuerCik"))
     out: list[InsiderTrade] = []
     for tx in root.iterfind("nonDerivativeTable/nonDerivativeTransaction"):
         code = _text(tx, "transactionCoding/transactionCode").upper()
@@ -186,8 +188,87 @@ def parse_form4(xml: bytes | str) -> list[InsiderTrade]:
                 is_ten_percent=_flag(_text(rel, "isTenPercentOwner")),
                 officer_title=_text(rel, "officerTitle"),
                 plan_10b5_1=plan,
+                issuer_cik=issuer_cik,
             )
         )
+    return out
+
+
+def extract_ownership_xml(text: bytes) -> bytes:
+    """The ``ownershipDocument`` of a raw Form 4 XML or of a full submission ``.txt``.
+
+    A full submission wraps each document in ``<DOCUMENT>``/``<XML>`` blocks; the ownership XML is
+    cut out from its opening to its closing tag (without any XML declaration, which is optional).
+    """
+    start = text.find(b"<ownershipDocument")
+    end = text.find(b"</ownershipDocument>")
+    if start < 0 or end < start:
+        raise ValueError("no ownershipDocument in the filing")
+    return text[start : end + len(b"</ownershipDocument>")]
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One row of an EDGAR ``form.YYYYMMDD.idx`` daily index."""
+
+    form: str
+    company: str
+    cik: int
+    date_filed: dt.date
+    filename: str  # edgar/data/<cik>/<accession>.txt
+
+    @property
+    def accession(self) -> str:
+        """Accession number (from the file name)."""
+        return self.filename.rsplit("/", 1)[-1].removesuffix(".txt")
+
+
+_INDEX_COLUMNS = ("Form Type", "Company Name", "CIK", "Date Filed", "File Name")
+
+
+def parse_form_index(text: str) -> tuple[list[IndexRow], int]:
+    """(rows, dropped) of a form-sorted index; column offsets come from its header line."""
+    lines = text.splitlines()
+    header_at = next((i for i, line in enumerate(lines) if line.startswith("Form Type")), None)
+    if header_at is None:
+        raise ValueError("no 'Form Type' header line in the index")
+    header = lines[header_at]
+    try:
+        starts = [header.index(name) for name in _INDEX_COLUMNS]
+    except ValueError as exc:
+        raise ValueError(f"index header lacks a column: {header!r}") from exc
+    rows: list[IndexRow] = []
+    dropped = 0
+    for line in lines[header_at + 1 :]:
+        if not line.strip() or set(line.strip()) == {"-"}:
+            continue
+        cut = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        try:
+            day = (
+                dt.datetime.strptime(cut[3], "%Y%m%d").date()
+                if "-" not in cut[3]
+                else (dt.date.fromisoformat(cut[3]))
+            )
+            rows.append(IndexRow(cut[0], cut[1], int(cut[2]), day, cut[4]))
+        except ValueError:
+            dropped += 1
+    return rows, dropped
+
+
+def daily_index_path(day: dt.date) -> str:
+    """Archive path of the form-sorted daily index of ``day`` (business days only)."""
+    quarter = (day.month - 1) // 3 + 1
+    return f"/Archives/edgar/daily-index/{day.year}/QTR{quarter}/form.{day:%Y%m%d}.idx"
+
+
+def parse_company_tickers(body: Any) -> dict[str, int]:
+    """Ticker -> CIK of EDGAR's ``company_tickers.json`` (``{"0": {cik_str, ticker, title}}``)."""
+    if not isinstance(body, dict):
+        raise ValueError("not a company_tickers body")
+    out: dict[str, int] = {}
+    for entry in body.values():
+        if isinstance(entry, dict) and entry.get("ticker") and entry.get("cik_str") is not None:
+            out.setdefault(str(entry["ticker"]).upper(), int(entry["cik_str"]))
     return out
 
 
@@ -269,6 +350,33 @@ class SecClient:
             return parse_submissions(body)
         except (ValueError, TypeError) as exc:
             raise SourceError("sec", f"CIK {cik}: {exc}") from exc
+
+    async def daily_index(self, day: dt.date) -> list[IndexRow]:
+        """The form-sorted daily index of ``day`` (EDGAR answers 403 for a missing one)."""
+        resp = await self.http.get(self.archive_base_url + daily_index_path(day))
+        try:
+            rows, _dropped = parse_form_index(resp.content.decode("latin-1"))
+        except ValueError as exc:
+            raise SourceError("sec", f"daily index {day}: {exc}") from exc
+        return rows
+
+    async def form4_from_index(self, row: IndexRow) -> list[InsiderTrade]:
+        """Insider trades of a Form 4 named by a daily-index row (its full submission text)."""
+        resp = await self.http.get(f"{self.archive_base_url}/Archives/{row.filename}")
+        try:
+            return parse_form4(extract_ownership_xml(resp.content))
+        except Exception as exc:  # defusedxml raises several types; all mean a bad document
+            raise SourceError(
+                "sec", f"Form 4 {row.accession}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def company_tickers(self) -> dict[str, int]:
+        """Ticker -> CIK from ``/files/company_tickers.json`` (to write a universe file)."""
+        body = await self.http.get_json(f"{self.archive_base_url}/files/company_tickers.json")
+        try:
+            return parse_company_tickers(body)
+        except (ValueError, TypeError) as exc:
+            raise SourceError("sec", f"company_tickers: {exc}") from exc
 
     async def form4(self, cik: int, filing: Filing) -> list[InsiderTrade]:
         """Insider trades of one Form 4 filing."""
