@@ -6,16 +6,22 @@ import argparse
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from relentless_fast.feeds import cli
 from relentless_fast.feeds.alpaca import AlpacaFeed, AlpacaFeedConfig
 from relentless_fast.feeds.base import CollectingSink, FrameEncoding
 from relentless_fast.feeds.recording import RecordingWriter, read_recording
-from relentless_fast.feeds.replay_server import AlpacaReplayServer, ReplayServerConfig
+from relentless_fast.feeds.replay_server import (
+    AlpacaReplayServer,
+    ReplayServerConfig,
+    parse_rfc3339_ns,
+)
 from tests.feeds.conftest import json_frames
 
 
@@ -95,7 +101,7 @@ def test_replay_serve_feeds_a_client(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     result: list[int] = []
     argv = ["replay", str(path), "--serve", f"127.0.0.1:{port}", "--duration", "2",
-            "--rate", "3000", "--repeat", "2"]  # fmt: skip
+            "--rate", "3000", "--repeat", "2", "--stamp-send-time"]  # fmt: skip
     thread = threading.Thread(target=lambda: result.append(run_cli(argv)))
     thread.start()
 
@@ -116,7 +122,14 @@ def test_replay_serve_feeds_a_client(tmp_path: Path) -> None:
         return sink.frames
 
     try:
-        assert asyncio.run(consume()) == frames * 2
+        started_ns = time.time_ns()
+        got = asyncio.run(consume())
     finally:
         thread.join(10)
     assert result == [0]
+    assert len(got) == 2 * len(frames)
+    for received, original in zip(got, frames * 2, strict=True):
+        stamped, expected = orjson.loads(received), orjson.loads(original)
+        stamps = {parse_rfc3339_ns(m.pop("t")) for m in stamped}
+        assert len(stamps) == 1 and started_ns - 5 * 10**9 < stamps.pop() <= time.time_ns()
+        assert stamped == [{k: v for k, v in m.items() if k != "t"} for m in expected]

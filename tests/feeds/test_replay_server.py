@@ -21,6 +21,7 @@ from relentless_fast.feeds.replay_server import (
     ReplayServerConfig,
     json_frame_to_msgpack,
     parse_rfc3339_ns,
+    stamp_timestamps,
 )
 from tests.feeds.conftest import json_frames, wait_until
 
@@ -246,3 +247,36 @@ async def test_random_client_messages_get_400_and_the_session_survives() -> None
         assert all(r[0]["T"] == "error" and r[0]["code"] in (400, 401) for r in replies)
         c.send(AUTH)
         assert await c.recv() == AUTHENTICATED
+
+
+@pytest.mark.parametrize("encoding", [FrameEncoding.JSON, FrameEncoding.MSGPACK])
+def test_stamp_timestamps_rewrites_every_message(encoding: FrameEncoding) -> None:
+    stamp = 1_764_000_000_123_456_789
+    for frame in json_frames(30):
+        source = frame if encoding is FrameEncoding.JSON else json_frame_to_msgpack(frame)
+        stamped = stamp_timestamps(source, encoding, stamp)
+        expected = orjson.loads(frame)
+        for message in expected:
+            message["t"] = stamp
+        if encoding is FrameEncoding.JSON:
+            got = orjson.loads(stamped)
+            for message in got:
+                message["t"] = parse_rfc3339_ns(message["t"])
+        else:
+            got = msgpack.unpackb(stamped, timestamp=2)
+        assert got == expected
+
+
+async def test_stamped_frames_carry_their_send_time() -> None:
+    config = ReplayServerConfig(frames=json_frames(10), stamp_send_time=True)
+    async with AlpacaReplayServer(config) as server, client(server) as c:
+        await c.recv()
+        c.send(AUTH)
+        await c.recv()
+        c.send({"action": "subscribe", "quotes": ["AAPL"]})
+        await c.recv()
+        for sent_ns in [await c.recv() for _ in range(10)]:
+            assert {parse_rfc3339_ns(m["t"]) for m in sent_ns} <= set(server.sessions[0].sent_ts_ns)
+        session = server.sessions[0]
+        for frame, ts in zip(session.sent_frames, session.sent_ts_ns, strict=True):
+            assert {parse_rfc3339_ns(m["t"]) for m in orjson.loads(frame)} == {ts}

@@ -72,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rate", type=float, default=None, help="with --serve: offer FPS frames per second"
     )
     rep.add_argument("--repeat", type=int, default=1, help="with --serve: send the frames N times")
+    rep.add_argument(
+        "--stamp-send-time",
+        action="store_true",
+        help="with --serve: set every message's t to its send time (end-to-end latency runs)",
+    )
     rep.set_defaults(func=_replay_command)
 
 
@@ -193,6 +198,7 @@ def _replay_command(args: argparse.Namespace) -> int:
                 speed=speed,
                 rate_fps=args.rate,
                 repeat=args.repeat,
+                stamp_send_time=args.stamp_send_time,
                 max_sessions=1_000,
                 log_sent=False,
             )

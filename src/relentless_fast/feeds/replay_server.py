@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from picows import (
 
 from relentless_fast.feeds.alpaca import msgpack_loads
 from relentless_fast.feeds.base import FrameEncoding
-from relentless_fast.feeds.synthetic import SyntheticFeed, msgpack_dumps
+from relentless_fast.feeds.synthetic import SyntheticFeed, format_rfc3339, msgpack_dumps
 
 __all__ = [
     "ERROR_MESSAGES",
@@ -48,6 +49,7 @@ __all__ = [
     "ServerSession",
     "json_frame_to_msgpack",
     "parse_rfc3339_ns",
+    "stamp_timestamps",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,9 @@ class ReplayServerConfig:
     """Send ``frames`` this many times in a row (long benchmark runs from a short list)."""
     reject_upgrade_status: int | None = None
     """Refuse every WebSocket upgrade with this HTTP status (e.g. 401)."""
+    stamp_send_time: bool = False
+    """Rewrite every message's ``t`` to the CLOCK_REALTIME send time (benchmarks: a signal's
+    ``event_ts_ns`` then is the frame's send time, so consumer receive - event = end to end)."""
     log_sent: bool = True
     """Keep ``sent_frames`` and ``sent_ts_ns`` per session (turn off for long runs)."""
     abort_after_frames: int | None = None
@@ -238,8 +243,12 @@ class ServerSession(WSListener):
         if self.transport is None or self.closed:
             return
         kind = WSMsgType.BINARY if self.encoding is FrameEncoding.MSGPACK else WSMsgType.TEXT
-        if self.server.config.log_sent:
-            self.sent_ts_ns.append(time.time_ns())
+        config = self.server.config
+        now_ns = time.time_ns()
+        if config.stamp_send_time:
+            payload = stamp_timestamps(payload, self.encoding, now_ns)
+        if config.log_sent:
+            self.sent_ts_ns.append(now_ns)
             self.sent_frames.append(payload)
         self.transport.send(kind, payload)
         self.sent_count += 1
@@ -489,6 +498,21 @@ class AlpacaReplayServer:
         self.subscriptions += 1
         if self.on_subscribed is not None:
             self.on_subscribed(session)
+
+
+_JSON_TS: Final = re.compile(rb'"t":"[^"]*"')
+_MSGPACK_TS: Final = re.compile(  # key "t", then a Timestamp ext in any of its three forms
+    rb"\xa1t(?:\xd6\xff.{4}|\xd7\xff.{8}|\xc7\x0c\xff.{12})", re.DOTALL
+)
+
+
+def stamp_timestamps(frame: bytes, encoding: FrameEncoding, ts_ns: int) -> bytes:
+    """``frame`` with every message timestamp ``t`` replaced by ``ts_ns`` (bytes-level)."""
+    if encoding is FrameEncoding.JSON:
+        return _JSON_TS.sub(b'"t":"' + format_rfc3339(ts_ns).encode() + b'"', frame)
+    sec, nsec = divmod(ts_ns, 1_000_000_000)
+    stamp = b"\xa1t\xd7\xff" + ((nsec << 34) | sec).to_bytes(8, "big")
+    return _MSGPACK_TS.sub(lambda _: stamp, frame)
 
 
 def json_frame_to_msgpack(frame: bytes) -> bytes:
