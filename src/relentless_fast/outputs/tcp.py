@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Final, Self, cast
 
 import numpy as np
-import numpy.typing as npt
+import relentless_fast_signal as codec
 
 from relentless_fast.outputs._wire import (
     SIGNAL_SIZE,
@@ -125,26 +125,20 @@ class TcpCounters:
 
 
 class _FrameEncoder:
-    """Frames rows as Sequenced Data packets in one reusable array (headers preset)."""
+    """Frames rows as Sequenced Data packets (Rust encoder) in one reused buffer."""
 
-    __slots__ = ("_frames",)
+    __slots__ = ("_buf",)
 
     def __init__(self, capacity: int) -> None:
-        self._frames: npt.NDArray[np.uint8] = np.empty((0, SOUP_SEQUENCED_FRAME_SIZE), np.uint8)
-        self._grow(capacity)
-
-    def _grow(self, capacity: int) -> None:
-        self._frames = np.empty((capacity, SOUP_SEQUENCED_FRAME_SIZE), dtype=np.uint8)
-        self._frames[:, 0] = 0
-        self._frames[:, 1] = SIGNAL_SIZE + 1
-        self._frames[:, 2] = ord("S")
+        self._buf = bytearray(capacity * SOUP_SEQUENCED_FRAME_SIZE)
 
     def encode(self, rows: Rows) -> bytes:
-        n = rows.shape[0]
-        if n > self._frames.shape[0]:
-            self._grow(max(n, 2 * self._frames.shape[0]))
-        self._frames[:n, 3:] = rows
-        return self._frames[:n].tobytes()
+        """The packets for ``rows`` as one new ``bytes`` (transports may keep a reference)."""
+        need = rows.shape[0] * SOUP_SEQUENCED_FRAME_SIZE
+        if need > len(self._buf):
+            self._buf = bytearray(max(need, 2 * len(self._buf)))
+        written = codec.soupbintcp_encode_signals(rows, self._buf)
+        return bytes(memoryview(self._buf)[:written])
 
 
 class TcpPublisher:

@@ -17,19 +17,18 @@ import asyncio
 import errno
 import ipaddress
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Self, cast
 
 import numpy as np
+import relentless_fast_signal as codec
 
 from relentless_fast.outputs._wire import (
     MOLD_BLOCK_SIZE,
     MOLD_END_OF_SESSION,
     MOLD_HEADER,
     MOLD_HEADER_SIZE,
-    MOLD_MAX_COUNT,
     MOLD_REQUEST_SIZE,
     SIGNAL_SIZE,
     SignalBuffer,
@@ -113,35 +112,27 @@ class UdpCounters:
     restamped: int = 0
 
 
-class _PacketBuilder:
-    """One preallocated MoldUDP64 datagram: header + up to ``per_packet`` 66-byte blocks."""
+class _Framer:
+    """Frames window rows into MoldUDP64 packets with the Rust encoder, into one reused buffer."""
 
-    __slots__ = ("_blocks", "buf", "per_packet", "session", "view")
+    __slots__ = ("_buf", "encoder")
 
-    def __init__(self, session: bytes, max_datagram_bytes: int) -> None:
-        self.per_packet = min(
-            (max_datagram_bytes - MOLD_HEADER_SIZE) // MOLD_BLOCK_SIZE, MOLD_MAX_COUNT
-        )
-        size = MOLD_HEADER_SIZE + self.per_packet * MOLD_BLOCK_SIZE
-        self.buf = bytearray(size)
-        self.view = memoryview(self.buf)
-        self.session = session
-        self.buf[:10] = session
-        arr = np.frombuffer(self.buf, dtype=np.uint8)
-        self._blocks = arr[MOLD_HEADER_SIZE:].reshape(self.per_packet, MOLD_BLOCK_SIZE)
-        self._blocks[:, 0] = SIGNAL_SIZE >> 8
-        self._blocks[:, 1] = SIGNAL_SIZE & 0xFF
+    def __init__(self, session: str, max_datagram_bytes: int, capacity: int) -> None:
+        self.encoder = codec.MoldUDP64Encoder(session, max_datagram=max_datagram_bytes)
+        self._buf = bytearray(self.encoder.framed_size(capacity))
 
-    def data(self, seq: int, rows: Rows) -> memoryview:
-        """The packet carrying ``rows`` (at most ``per_packet``) from sequence ``seq``."""
-        n = rows.shape[0]
-        struct.pack_into(">QH", self.buf, 10, seq, n)
-        self._blocks[:n, 2:] = rows
-        return self.view[: MOLD_HEADER_SIZE + n * MOLD_BLOCK_SIZE]
+    def frame(self, seq: int, rows: Rows) -> tuple[memoryview, list[tuple[int, int]]]:
+        """Packets for ``rows`` (which carry sequences ``seq``..): the buffer and the spans."""
+        need = self.encoder.framed_size(rows.shape[0])
+        if need > len(self._buf):
+            self._buf = bytearray(max(need, 2 * len(self._buf)))
+        self.encoder.next_sequence = seq
+        return memoryview(self._buf), self.encoder.encode_signals(rows, self._buf)
 
     def empty(self, seq: int, count: int) -> bytes:
-        """A heartbeat (count 0) or end-of-session (count 0xFFFF) packet."""
-        return MOLD_HEADER.pack(self.session, seq, count)
+        """A heartbeat (count 0) or end-of-session (count 0xFFFF) packet announcing ``seq``."""
+        self.encoder.next_sequence = seq
+        return self.encoder.heartbeat() if count == 0 else self.encoder.end_of_session()
 
 
 class UdpPublisher:
@@ -160,8 +151,10 @@ class UdpPublisher:
         self.window = SignalWindow(self.config.window_signals)
         self._filter = EmissionFilter(self.config.emission)
         self._session = session_bytes(self.config.session)
-        self._packet = _PacketBuilder(self._session, self.config.max_datagram_bytes)
-        self._answer = _PacketBuilder(self._session, self.config.max_datagram_bytes)
+        cfg = self.config
+        self._packet = _Framer(cfg.session, cfg.max_datagram_bytes, min(cfg.window_signals, 4096))
+        self._answer = _Framer(cfg.session, cfg.max_datagram_bytes, 1)
+        self._per_packet = self._packet.encoder.signals_per_packet
         self._sock = sock
         self._owns_sock = sock is None
         # Our own socket stays unconnected: a connected UDP socket turns the ICMP "port
@@ -229,7 +222,7 @@ class UdpPublisher:
     @property
     def signals_per_packet(self) -> int:
         """Signals one full packet carries under the datagram cap."""
-        return self._packet.per_packet
+        return self._per_packet
 
     # -- hot path ----------------------------------------------------------------------------
 
@@ -259,12 +252,13 @@ class UdpPublisher:
         seq = self.window.append(rows)
         self.counters.restamped += self.window.restamped - restamped
         end = self.window.next_seq
-        per = self._packet.per_packet
-        while seq < end:
-            chunk = self.window.chunk(seq, min(per, end - seq))
-            if self._send(self._packet.data(seq, chunk)):
-                self.counters.packets_sent += 1
-                self.counters.signals_sent += chunk.shape[0]
+        while seq < end:  # one pass, or two when the batch wraps around the ring
+            chunk = self.window.chunk(seq, end - seq)
+            buf, spans = self._packet.frame(seq, chunk)
+            for offset, length in spans:
+                if self._send(buf[offset : offset + length]):
+                    self.counters.packets_sent += 1
+                    self.counters.signals_sent += (length - MOLD_HEADER_SIZE) // MOLD_BLOCK_SIZE
             seq += chunk.shape[0]
 
     def _send(self, packet: bytes | memoryview) -> bool:
@@ -314,12 +308,14 @@ class UdpPublisher:
         if session != self._session or count == 0 or count == MOLD_END_OF_SESSION or seq < 1:
             self.counters.rerequests_malformed += 1
             return None
-        chunk = self.window.chunk(seq, min(count, self._answer.per_packet))
+        chunk = self.window.chunk(seq, min(count, self._per_packet))
         if chunk.shape[0] == 0:
             self.counters.rerequests_unavailable += 1
             return None
         self.counters.rerequests_answered += 1
-        return bytes(self._answer.data(seq, chunk))
+        buf, spans = self._answer.frame(seq, chunk)
+        offset, length = spans[0]
+        return bytes(buf[offset : offset + length])
 
 
 class _RerequestProtocol(asyncio.DatagramProtocol):
