@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -506,11 +507,20 @@ _MSGPACK_TS: Final = re.compile(  # key "t", then a Timestamp ext in any of its 
 )
 
 
+@functools.lru_cache(maxsize=4)
+def _second_text(sec: int) -> bytes:
+    return format_rfc3339(sec * 1_000_000_000)[:-1].encode()  # without the "Z"
+
+
 def stamp_timestamps(frame: bytes, encoding: FrameEncoding, ts_ns: int) -> bytes:
     """``frame`` with every message timestamp ``t`` replaced by ``ts_ns`` (bytes-level)."""
-    if encoding is FrameEncoding.JSON:
-        return _JSON_TS.sub(b'"t":"' + format_rfc3339(ts_ns).encode() + b'"', frame)
     sec, nsec = divmod(ts_ns, 1_000_000_000)
+    if encoding is FrameEncoding.JSON:
+        text = b'"t":"' + _second_text(sec)
+        if nsec:
+            text += b"." + f"{nsec:09d}".rstrip("0").encode()
+        text += b'Z"'
+        return _JSON_TS.sub(lambda _: text, frame)
     stamp = b"\xa1t\xd7\xff" + ((nsec << 34) | sec).to_bytes(8, "big")
     return _MSGPACK_TS.sub(lambda _: stamp, frame)
 
