@@ -369,7 +369,7 @@ class World:
             + "-" * 141
             + "\n"
         )
-        rows = []
+        rows: list[tuple[str, str, int, dt.date, str]] = []
         for i, (_t, cik, _s, name) in enumerate(self.tickers):
             if day == self.prev_session and i % self.form4_every == 0:
                 acc = f"0000{cik:06d}-25-9{i:05d}"

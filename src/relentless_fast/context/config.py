@@ -62,9 +62,10 @@ class ContextConfig:
     news_feeds: tuple[str, ...] = ()
     options_csv: str = ""  # URL or path of the daily put/call CSV; empty: no options source
     fred_series: tuple[str, ...] = FRED_SERIES
-    fred_max_rps: float = 2.0  # FRED: 120 requests/minute per key
-    fred_burst: int = 10
-    congress_max_rps: float = 1.3  # Congress.gov: 5,000 requests/hour per key
+    # token buckets: burst + rate x window stays inside each documented quota
+    fred_max_rps: float = 1.5  # FRED: 120 requests/minute per key (30 + 1.5 x 60 = 120)
+    fred_burst: int = 30
+    congress_max_rps: float = 1.3  # Congress.gov: 5,000/hour per key (40 + 1.3 x 3600 < 5,000)
     congress_burst: int = 40
     sec_max_rps: float = 10.0  # EDGAR: at most 10 requests/second, no burst
     news_max_rps: float = 2.0  # per feed host set; feeds publish no limit
