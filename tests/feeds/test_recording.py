@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from relentless_fast.feeds.base import CollectingSink, FeedState, FrameEncoding
+from relentless_fast.feeds.base import (
+    BytesLike,
+    CollectingSink,
+    Feed,
+    FeedState,
+    FrameEncoding,
+    FrameSink,
+)
 from relentless_fast.feeds.recording import (
     MAGIC,
     RecordingFormatError,
@@ -138,3 +145,51 @@ def test_malformed_files_give_clear_errors(tmp_path: Path) -> None:
             open_recording(path)
         with pytest.raises(RecordingFormatError):
             ReplayFeed(path, CollectingSink())
+
+
+class ListBinaryFeed(Feed):
+    """A stand-in for a direct exchange-style binary feed: only the base-class hooks are used."""
+
+    def __init__(self, datagrams: list[bytes], sink: FrameSink) -> None:
+        super().__init__(sink, FrameEncoding.BINARY)
+        self.datagrams = datagrams
+        self._stopping = False
+
+    async def run(self) -> None:
+        self._set_state(FeedState.SUBSCRIBED, "joined")
+        for i, datagram in enumerate(self.datagrams):
+            if self._stopping:
+                break
+            self._deliver(memoryview(datagram), 5_000 + i, len(datagram))
+            await asyncio.sleep(0)
+        self._set_state(FeedState.STOPPED, "end")
+
+    def stop(self) -> None:
+        self._stopping = True
+
+
+async def test_a_binary_feed_is_a_drop_in_for_recording_and_replay(tmp_path: Path) -> None:
+    datagrams = [bytes([i]) * (i + 1) for i in range(40)]
+    live = CollectingSink()
+    with RecordingWriter(tmp_path / "bin.rff", FrameEncoding.BINARY) as writer:
+        feed = ListBinaryFeed(datagrams, RecordingSink(writer, live))
+        await feed.run()
+    assert live.frames == datagrams and feed.counters.data_frames == 40
+    assert [s for s, _ in live.states] == [FeedState.SUBSCRIBED, FeedState.STOPPED]
+    encoding, records = read_recording(tmp_path / "bin.rff")
+    assert encoding is FrameEncoding.BINARY
+    assert records == [(5_000 + i, d) for i, d in enumerate(datagrams)]
+
+
+async def test_a_raising_sink_costs_only_the_frame(tmp_path: Path) -> None:
+    class Flaky(CollectingSink):
+        def on_frame(self, payload: BytesLike, recv_ts_ns: int) -> None:
+            if payload[0] == 3:
+                raise RuntimeError("sink bug")
+            super().on_frame(payload, recv_ts_ns)
+
+    sink = Flaky()
+    feed = ListBinaryFeed([bytes([i]) for i in range(6)], sink)
+    await feed.run()
+    assert sink.frames == [bytes([i]) for i in (0, 1, 2, 4, 5)]
+    assert feed.counters.sink_errors == 1 and feed.counters.data_frames == 6
