@@ -486,3 +486,81 @@ def load_config(
     config: Config = _build(Config, tree, "")
     config.check()
     return config
+
+
+# -- the example file -----------------------------------------------------------------------------
+
+_EXAMPLE_HEADER = """\
+# relentless-fast engine configuration: every key with its default (generated from
+# relentless_fast/config.py by `python -m relentless_fast.config > relentless.example.toml`).
+# Copy to relentless.toml and edit; run with `relentless-fast run --config relentless.toml`.
+# Every key can be overridden by RELENTLESS_<SECTION>_<KEY> (dots as underscores, upper case)
+# and by the flag --<section>.<key> VALUE. Unknown keys and bad values are errors naming the key.
+# Secrets are never here: Alpaca credentials come from APCA_API_KEY_ID / APCA_API_SECRET_KEY.
+"""
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def _field_docs() -> dict[tuple[str, str], str]:
+    import ast
+    import inspect
+    import sys
+
+    docs: dict[tuple[str, str], str] = {}
+    for module in (sys.modules[__name__], sys.modules[ContextConfig.__module__]):
+        for node in ast.parse(inspect.getsource(module)).body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for st, nxt in zip(node.body, node.body[1:], strict=False):
+                if (
+                    isinstance(st, ast.AnnAssign)
+                    and isinstance(st.target, ast.Name)
+                    and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
+                    docs[(node.name, st.target.id)] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def example_toml() -> str:
+    """``relentless.example.toml``: every section and key with its default and documentation."""
+    import textwrap
+
+    docs = _field_docs()
+    lines = [_EXAMPLE_HEADER]
+
+    def emit(cls: type, prefix: str) -> None:
+        hints = _hints(cls)
+        default = cls()
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        leaves = [f for f in fields if not _is_section(hints[f.name])]
+        if leaves:
+            lines.append(f"[{prefix}]")
+            for f in leaves:
+                doc = docs.get((cls.__name__, f.name))
+                if doc:
+                    lines.extend("# " + line for line in textwrap.wrap(doc, 96))
+                lines.append(f"{f.name} = {_toml_value(getattr(default, f.name))}")
+            lines.append("")
+        for f in fields:
+            if _is_section(hints[f.name]):
+                emit(hints[f.name], f"{prefix}.{f.name}" if prefix else f.name)
+
+    emit(Config, "")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(example_toml(), end="")

@@ -1,132 +1,237 @@
-"""``relentless-fast demo``: the native path on a generated Alpaca-shaped stream.
+"""``relentless-fast demo``: the whole pipeline on embedded defaults, for a bounded time.
 
-A seeded synthetic stream (every message kind of the Alpaca v2 stream, plus a few deliberately
-broken frames so the drop counters show) is rendered to frames up front; the timed loop then runs,
-per frame, the compiled parser into the rings, the feature kernel over the touched symbols and the
-Rust codec packing one signal per touched symbol into a reusable buffer. It prints counts, drops by
-reason and the cost per tick and per frame.
-
-At this stage no model runs: every signal is a ``hold`` whose price target and stop loss are the
-symbol's last trade price (NaN before its first trade), flagged ``context stale``. The engine
-replaces this with model outputs.
+A seeded synthetic Alpaca stream (or the bundled sample recording, itself synthetic) feeds the
+engine on a uvloop loop: compiled parser into the rings, feature kernel, micro-batcher, embedded
+LiteRT backend on the shipped model in ``models/``, Rust codec, MoldUDP64 publisher on loopback; a
+UDP consumer in the same process decodes every signal, checks CRCs and sequence gaps. A few frames
+are deliberately truncated so the drop counters show. Then it prints ticks, signals, drops by
+reason and tick-to-signal latency percentiles (frame delivery to the consumer's receive, both
+CLOCK_REALTIME).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from relentless_fast._features import FeatureKernel
-from relentless_fast._tickparse import TickParser, TickRings
-from relentless_fast.feeds.synthetic import ALL_KINDS_MIX, SyntheticFeed
-from relentless_fast.records import Kind
-from relentless_fast.signals import (
-    FLAG_CONTEXT_STALE,
-    SIGNAL_RECORD_DTYPE,
-    SIGNAL_SIZE,
-    pack_into,
-    unpack,
-)
-from relentless_fast.symbols import SymbolTable
+from relentless_fast.config import DEFAULT_SYMBOLS, Config, load_config
+from relentless_fast.engine.core import Engine, SignalBatch, new_event_loop
+from relentless_fast.engine.sources import SyntheticSource, render_frames, sample_recording_path
+from relentless_fast.feeds.base import BytesLike, Feed, FeedError, FeedState, FrameEncoding
 
-DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "QQQ", "AMD")
+DEMO_SYMBOLS = DEFAULT_SYMBOLS
 
 
 def register(sub: Any) -> None:
     """Add the ``demo`` subcommand."""
-    p = sub.add_parser("demo", help="run the native pipeline on a generated stream and summarise")
-    p.add_argument("--frames", type=int, default=20_000, help="frames to generate (default 20000)")
+    p = sub.add_parser("demo", help="run the whole pipeline on embedded defaults and summarise")
+    p.add_argument("--source", choices=("synthetic", "sample"), default="synthetic",
+                   help="generated stream (default) or the bundled sample recording")  # fmt: skip
+    p.add_argument("--frames", type=int, default=10_000, help="frames to generate (default 10000)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--encoding", choices=("json", "msgpack"), default="json")
-    p.add_argument("--max-frame", type=int, default=50, help="messages per frame, at most")
+    p.add_argument("--max-frame", type=int, default=20, help="messages per frame, at most")
+    p.add_argument("--rate", type=float, default=2_000.0,
+                   help="frames/s offered (0: as fast as possible; default 2000)")  # fmt: skip
+    p.add_argument("--seconds", type=float, default=30.0, help="stop after this long at most")
     p.add_argument(
         "--broken-every", type=int, default=1_000, help="truncate every Nth frame (0: never)"
     )
     p.set_defaults(func=run)
 
 
+def models_dir() -> Path:
+    """``models/relentless_financial`` of the working directory, else of the source checkout."""
+    here = Path("models/relentless_financial")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "models" / "relentless_financial"
+
+
+def demo_config(args: argparse.Namespace) -> Config:
+    """Embedded defaults: loopback UDP (free ports), no gRPC, no context store, no kill signal."""
+    return load_config(
+        env={},
+        overrides={
+            "engine.symbols": ",".join(DEMO_SYMBOLS),
+            "engine.kill_signal": "",
+            "engine.halt_policy": "flag",  # synthetic halts are frequent: show them as flags
+            "outputs.udp.host": "127.0.0.1",
+            "outputs.udp.port": "0",  # replaced by the consumer's port
+            "outputs.udp.rerequest_port": "-1",  # loopback: a gap is a bug, not a loss
+            "outputs.grpc.enabled": "false",
+            "context.snapshot_path": "",
+            "inference.model_base_path": str(models_dir()),
+        },
+    )
+
+
 def make_frames(args: argparse.Namespace) -> list[bytes]:
-    """The stream, rendered before timing starts; every ``broken_every``-th frame is truncated."""
-    feed = SyntheticFeed(DEMO_SYMBOLS, seed=args.seed, mix=ALL_KINDS_MIX)
-    render = feed.json_frame if args.encoding == "json" else feed.msgpack_frame
-    frames = [render(msgs) for msgs in feed.frames(args.frames, 1, args.max_frame)]
+    """The stream, rendered before the run; every ``broken_every``-th frame is truncated."""
+    encoding = FrameEncoding.JSON if args.encoding == "json" else FrameEncoding.MSGPACK
+    frames = render_frames(
+        DEMO_SYMBOLS,
+        n_frames=args.frames,
+        seed=args.seed,
+        max_messages=args.max_frame,
+        encoding=encoding,
+    )
     if args.broken_every > 0:
         for i in range(args.broken_every - 1, len(frames), args.broken_every):
             frames[i] = frames[i][: len(frames[i]) * 2 // 3]
     return frames
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the demo and print the summary; returns 0."""
-    table = SymbolTable(DEMO_SYMBOLS)
-    frames = make_frames(args)
-    rings = TickRings(len(table), 4096)
-    parser = TickParser(table, rings)
-    kernel = FeatureKernel(rings, len(table))
-    parse = parser.parse_json if args.encoding == "json" else parser.parse_msgpack
+class _Timing:
+    """Frame delivery time (CLOCK_REALTIME) of every signal, by sequence (demo bookkeeping)."""
 
-    records = np.zeros(len(table), dtype=SIGNAL_RECORD_DTYPE)
-    out = bytearray(len(table) * SIGNAL_SIZE)
-    records["flags"] = FLAG_CONTEXT_STALE
-    frame_ns = np.empty(len(frames), dtype=np.int64)
-    sequence = 0
-    clock = time.perf_counter_ns
+    def __init__(self, engine: Engine, capacity: int) -> None:
+        self.engine = engine
+        self.recv_by_symbol = np.zeros(len(engine.table), np.int64)
+        self.recv_by_seq = np.zeros(capacity + 1, np.int64)
+        self.latency_ns: list[int] = []
+        self.flagged_halted = 0
 
-    for i, frame in enumerate(frames):
-        t0 = clock()
-        n = parse(frame)
+    def on_frame(self, payload: BytesLike, recv_ts_ns: int) -> None:
+        parser = self.engine.parser
+        self.engine.on_frame(payload, recv_ts_ns)
+        n = parser.n_touched
         if n:
-            kernel.update(parser.touched, n)
-            ids = parser.touched[:n]
-            sequence = _fill_signals(records[:n], ids, kernel, sequence)
-            pack_into(records[:n], out)
-        frame_ns[i] = clock() - t0
+            self.recv_by_symbol[parser.touched[:n]] = recv_ts_ns
 
-    _print_summary(parser, kernel, frame_ns, sequence, out)
-    return 0
+    def on_state(self, state: FeedState, detail: str) -> None:
+        self.engine.on_state(state, detail)
 
+    def on_error(self, error: FeedError) -> None:
+        self.engine.on_error(error)
 
-def _fill_signals(
-    rec: npt.NDArray[np.void], ids: npt.NDArray[np.uint32], kernel: FeatureKernel, sequence: int
-) -> int:
-    """Hold signals for ``ids``: a handful of vectorised array operations per frame."""
-    n = len(ids)
-    price = kernel.last_price[ids]
-    rec["symbol_id"] = ids
-    rec["sequence"] = np.arange(sequence + 1, sequence + n + 1, dtype=np.uint64)
-    rec["event_ts_ns"] = kernel.event_ts_ns[ids]
-    rec["emit_ts_ns"] = time.time_ns()
-    rec["price_target"] = price
-    rec["stop_loss"] = price
-    return sequence + n
+    def on_signals(self, batch: SignalBatch) -> None:
+        first = batch.first_sequence
+        last = min(first + batch.count, self.recv_by_seq.shape[0])
+        ids = batch.records["symbol_id"][: last - first]
+        self.recv_by_seq[first:last] = self.recv_by_symbol[ids]
+        self.flagged_halted += int(np.count_nonzero(batch.records["flags"] & 16))
+
+    def on_received(self, seq: int, record: npt.NDArray[np.void], recv_ns: int) -> None:
+        if seq < self.recv_by_seq.shape[0] and self.recv_by_seq[seq]:
+            self.latency_ns.append(recv_ns - int(self.recv_by_seq[seq]))
 
 
-def _print_summary(
-    parser: TickParser,
-    kernel: FeatureKernel,
-    frame_ns: npt.NDArray[np.int64],
-    signals: int,
-    last_batch: bytearray,
-) -> None:
-    counts = {k.name.lower(): int(parser.record_counts[k]) for k in Kind}
-    ticks = sum(counts.values())
-    total_ns = int(frame_ns.sum())
-    p50, p99, p999 = np.percentile(frame_ns, [50, 99, 99.9])
-    drops = {k: v for k, v in parser.drops().items() if v}
-    print("relentless-fast demo: synthetic Alpaca stream -> parser -> features -> codec")
-    print(f"  frames          {len(frame_ns):>12,}")
-    print(f"  ticks parsed    {ticks:>12,}  " + " ".join(f"{k}={v:,}" for k, v in counts.items()))
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from relentless_fast.outputs.consumer import UdpConsumer, UdpSource
+
+    config = demo_config(args)
+    if args.source == "sample":
+        from relentless_fast.feeds.recording import read_recording
+
+        encoding, records = read_recording(sample_recording_path())
+        frames = [payload for _, payload in records]
+        source = f"bundled sample recording ({sample_recording_path().name}, synthetic)"
+    else:
+        encoding = FrameEncoding.JSON if args.encoding == "json" else FrameEncoding.MSGPACK
+        frames = make_frames(args)
+        source = f"synthetic Alpaca stream ({args.encoding}, seed {args.seed})"
+    holder: dict[str, _Timing] = {}
+
+    def feed(engine: Engine) -> Feed:
+        timing = holder["t"] = _Timing(engine, 64 * len(frames) + 1024)
+        engine.add_listener(timing.on_signals)
+        return SyntheticSource(frames, timing, encoding=encoding, rate_fps=args.rate)
+
+    def on_received(seq: int, record: npt.NDArray[np.void], recv_ns: int) -> None:
+        holder["t"].on_received(seq, record, recv_ns)
+
+    consumer = UdpConsumer(UdpSource(host="127.0.0.1", port=0), on_signal=on_received)
+    await consumer.start()
+    config = _replace_udp(config, port=consumer.address[1])
+    engine = Engine(config, feed=feed, context_store=False)
+    t0 = time.perf_counter()
+    async with engine:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(engine.wait(), args.seconds)
+    wall = time.perf_counter() - t0
+    await asyncio.wait_for(consumer.run(seconds=5.0), 6.0)
+    consumer.close()
+    return {
+        "engine": engine,
+        "consumer": consumer,
+        "timing": holder["t"],
+        "wall_s": wall,
+        "source": source,
+    }
+
+
+def _replace_udp(config: Config, **changes: Any) -> Config:
+    import dataclasses
+
+    udp = dataclasses.replace(config.outputs.udp, **changes)
+    outputs = dataclasses.replace(config.outputs, udp=udp)
+    return dataclasses.replace(config, outputs=outputs)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and print the summary; returns 0 when every signal arrived intact."""
+    loop = new_event_loop("uvloop")
+    try:
+        result = loop.run_until_complete(_run(args))
+    finally:
+        loop.close()
+    return _print_summary(result)
+
+
+def _print_summary(r: dict[str, Any]) -> int:
+    engine: Engine = r["engine"]
+    stats = r["consumer"].stats
+    snap = engine.snapshot()
+    counts = {k: int(v) for k, v in zip(_kind_names(), engine.parser.record_counts, strict=True)}
+    drops = dict(snap["parser_drops"])
+    drops.update({f"inference_{k}": v for k, v in snap["inference_drops"].items()})
+    suppressed = {k: v for k, v in snap["suppressed"].items() if v}
+    lat = np.asarray(r["timing"].latency_ns, dtype=np.int64) / 1000.0
+    print("relentless-fast demo: feed -> parser -> features -> batcher -> LiteRT -> codec -> UDP")
+    print(f"  source          {r['source']}")
+    print(f"  frames          {snap['frames']:>12,}  in {r['wall_s']:.2f} s")
+    print(
+        f"  ticks parsed    {snap['ticks']:>12,}  " + _fmt({k: v for k, v in counts.items() if v})
+    )
     print(f"  dropped         {sum(drops.values()):>12,}  " + (_fmt(drops) or "none"))
-    print(f"  signals packed  {signals:>12,}  (64 bytes each, hold, no model at this stage)")
-    print(f"  feature rows    {kernel.features.shape[0]:>12,} x {kernel.features.shape[1]} float32")
-    print(f"  ns per tick     {total_ns / max(ticks, 1):>12,.1f}  (parse + features + pack)")
-    print(f"  ns per frame    P50 {p50:,.0f}  P99 {p99:,.0f}  P99.9 {p999:,.0f}")
-    check = unpack(bytes(last_batch[: SIGNAL_SIZE * 1]))
-    print(f"  last batch CRC  ok (first signal: symbol {int(check['symbol_id'][0])})")
+    print(f"  rows to model   {snap['rows_submitted']:>12,}  coalesced {snap['rows_coalesced']:,}"
+          f"  batches {snap['batches']:,}")  # fmt: skip
+    print(f"  signals sent    {snap['signals']:>12,}  (64 bytes each, MoldUDP64 on loopback)")
+    print(f"  suppressed      {sum(suppressed.values()):>12,}  " + (_fmt(suppressed) or "none"))
+    flagged = int(r["timing"].flagged_halted)
+    print(f"  flagged halted  {flagged:>12,}  (halt or LULD band: flag bit 4)")
+    print(f"  signals recvd   {stats.signals:>12,}  actions hold/buy/sell "
+          f"{'/'.join(f'{a:,}' for a in stats.actions)}")  # fmt: skip
+    ok = stats.clean and stats.end_of_session and stats.signals == snap["signals"]
+    print(f"  consumer check  {'ok' if ok else 'FAILED':>12}  CRC/sequence: bad {stats.bad_signals}"
+          f" gaps {stats.gaps} lost {stats.lost}; end of session "
+          f"{'seen' if stats.end_of_session else 'missing'}")  # fmt: skip
+    ctx = "neutral, flagged stale" if snap["context_stale"] else "fresh"
+    print(f"  model           v{engine.embedded.version('stable')} on LiteRT (embedded); "
+          f"context v{snap['context_version']} ({ctx})")  # fmt: skip
+    if lat.size:
+        p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+        print(f"  tick-to-signal  P50 {p50:,.1f} us  P99 {p99:,.1f} us  P99.9 {p999:,.1f} us"
+              f"  max {lat.max():,.1f} us  (frame delivery -> consumer receive)")  # fmt: skip
+    eng = snap["latency_us"]
+    if eng:
+        print(f"  in engine       P50 {eng['p50']:,.1f} us  P99 {eng['p99']:,.1f} us  "
+              f"P99.9 {eng['p99.9']:,.1f} us  (frame in -> batch packed)")  # fmt: skip
+    return 0 if ok else 1
+
+
+def _kind_names() -> list[str]:
+    from relentless_fast.records import Kind
+
+    return [k.name.lower() for k in Kind]
 
 
 def _fmt(d: dict[str, int]) -> str:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from relentless_fast.config import Config, ConfigError, env_name, iter_keys, load_config
+from relentless_fast.config import (
+    Config,
+    ConfigError,
+    env_name,
+    example_toml,
+    iter_keys,
+    load_config,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +26,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_file_holds_every_key_with_its_default() -> None:
     example = REPO_ROOT / "relentless.example.toml"
+    assert example.read_text() == example_toml(), "regenerate: python -m relentless_fast.config"
     assert load_config(example, env={}) == Config()
     text = example.read_text()
     for key, _, _ in iter_keys():

@@ -240,6 +240,7 @@ class Engine:
         self._submit_price = np.full(n, np.nan)
         """Each symbol's last price when its newest row was submitted (the row's price)."""
         self._flush_each_frame = cfg.inference.flush_each_frame
+        self._burst_pending = False
         self._batch_ctx_version = np.zeros(_BATCH_SLOTS, np.uint32)
         self._sequence = 0
         parse = self.parser.parse_json
@@ -586,6 +587,16 @@ class Engine:
         batcher.submit(sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None)
         if self._flush_each_frame:
             batcher.flush()
+        elif not self._burst_pending and self._loop is not None:
+            # Frames of one read burst arrive in one loop iteration; the batcher flushes when
+            # the iteration's callbacks are done (before the loop would sleep).
+            self._burst_pending = True
+            self._loop.call_soon(self._on_burst_end)
+
+    def _on_burst_end(self) -> None:
+        self._burst_pending = False
+        if self.batcher is not None:
+            self.batcher.end_of_burst()
 
     def end_of_burst(self) -> None:
         """Tell the batcher a read burst is over (feeds that know it may call this)."""

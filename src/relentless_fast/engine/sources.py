@@ -127,3 +127,24 @@ def _symbols(config: Config) -> Sequence[str]:
     from relentless_fast.engine.core import symbol_table
 
     return symbol_table(config).symbols
+
+
+SAMPLE_FRAMES: Final = 300
+SAMPLE_SEED: Final = 20240724
+SAMPLE_START_NS: Final = 1_721_827_800_000_000_000  # 2024-07-24T13:30:00Z, the open
+SAMPLE_GAP_NS: Final = 2_000_000
+
+
+def build_sample_recording(path: str | Path) -> int:
+    """Write the bundled sample: SYNTHETIC frames from the seeded generator (no real market
+    data), JSON, one frame every 2 ms from the 2024-07-24 open. Returns the frame count."""
+    from relentless_fast.config import DEFAULT_SYMBOLS
+    from relentless_fast.feeds.recording import RecordingWriter
+
+    frames = render_frames(
+        DEFAULT_SYMBOLS, n_frames=SAMPLE_FRAMES, seed=SAMPLE_SEED, max_messages=8
+    )
+    with RecordingWriter(path, FrameEncoding.JSON) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame, SAMPLE_START_NS + i * SAMPLE_GAP_NS)
+    return len(frames)
