@@ -544,7 +544,7 @@ def example_toml() -> str:
     def emit(cls: type, prefix: str) -> None:
         hints = _hints(cls)
         default = cls()
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls)
         leaves = [f for f in fields if not _is_section(hints[f.name])]
         if leaves:
             lines.append(f"[{prefix}]")

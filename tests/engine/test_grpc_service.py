@@ -38,6 +38,10 @@ async def channel(engine: Engine) -> AsyncIterator[grpc.aio.Channel]:
         yield ch
 
 
+def _stub(ch: grpc.aio.Channel) -> Any:
+    return pb_grpc.FinancialPredictorStub(ch)  # type: ignore[no-untyped-call]
+
+
 def _health(ch: grpc.aio.Channel, method: str) -> Any:
     call = ch.unary_unary if method == "Check" else ch.unary_stream
     return call(f"/grpc.health.v1.Health/{method}", request_serializer=encode_health_request,
@@ -45,7 +49,7 @@ def _health(ch: grpc.aio.Channel, method: str) -> Any:
 
 
 async def test_get_symbols(channel: grpc.aio.Channel, engine: Engine) -> None:
-    reply = await pb_grpc.FinancialPredictorStub(channel).GetSymbols(pb.GetSymbolsRequest())
+    reply = await _stub(channel).GetSymbols(pb.GetSymbolsRequest())
     assert [(e.symbol, e.symbol_id) for e in reply.symbols] == list(
         zip(SYMBOLS, range(len(SYMBOLS)), strict=True)
     )
@@ -53,7 +57,7 @@ async def test_get_symbols(channel: grpc.aio.Channel, engine: Engine) -> None:
 
 
 async def test_predict_returns_a_packed_signal(channel: grpc.aio.Channel) -> None:
-    stub = pb_grpc.FinancialPredictorStub(channel)
+    stub = _stub(channel)
     reply = await stub.Predict(pb.PredictRequest(tick=pb.MarketTick(symbol="AAPL", price=200.0)))
     rec = unpack(reply.packed)  # CRC-checked
     assert reply.symbol == "AAPL" and reply.symbol_id == 0 and reply.sequence == 0
@@ -89,26 +93,30 @@ async def test_predict_rejects_bad_requests(
     channel: grpc.aio.Channel, request_: pb.PredictRequest, code: grpc.StatusCode
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await pb_grpc.FinancialPredictorStub(channel).Predict(request_)
+        await _stub(channel).Predict(request_)
     assert err.value.code() == code and err.value.details()
 
 
 async def test_undecodable_request_is_invalid_argument(channel: grpc.aio.Channel) -> None:
-    raw = channel.unary_unary("/relentless_fast.v1.FinancialPredictor/Predict")
+    raw = channel.unary_unary(
+        "/relentless_fast.v1.FinancialPredictor/Predict",
+        request_serializer=None,
+        response_deserializer=None,
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await raw(b"\x0a\xff\xff\xff")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_stream_predict_answers_each_tick(channel: grpc.aio.Channel) -> None:
-    stub = pb_grpc.FinancialPredictorStub(channel)
+    stub = _stub(channel)
     ticks = [pb.MarketTick(symbol=s, price=10.0 + i) for i, s in enumerate(SYMBOLS)]
     replies = [r async for r in stub.StreamPredict(iter(ticks))]
     assert [r.symbol for r in replies] == list(SYMBOLS)
 
 
 async def test_subscribe_streams_session_signals(channel: grpc.aio.Channel, engine: Engine) -> None:
-    stub = pb_grpc.FinancialPredictorStub(channel)
+    stub = _stub(channel)
     call = stub.Subscribe(pb.SubscribeRequest(symbols=["MSFT"]))
     await asyncio.sleep(0.2)  # the subscription is registered
     engine.on_frame(frame(trade("AAPL", 101.0, T0 + 1), trade("MSFT", 50.0, T0 + 2)), 0)
@@ -139,7 +147,7 @@ async def test_health_and_kill_over_grpc(channel: grpc.aio.Channel, engine: Engi
     assert await asyncio.wait_for(watch.read(), 5) == 2  # NOT_SERVING
     assert await _health(channel, "Check")("") == 2
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await pb_grpc.FinancialPredictorStub(channel).Predict(
+        await _stub(channel).Predict(
             pb.PredictRequest(tick=pb.MarketTick(symbol="AAPL", price=1.0))
         )
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE

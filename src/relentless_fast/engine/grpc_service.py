@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import numpy as np
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 PREDICTOR: Final = "relentless_fast.v1.FinancialPredictor"
 HEALTH: Final = "grpc.health.v1.Health"
 CONTROL: Final = "relentless_fast.v1.EngineControl"
+
+if TYPE_CHECKING:  # generic only in the type stubs
+    _Ctx = grpc.aio.ServicerContext[Any, Any]
+    _Handler = grpc.GenericRpcHandler[Any, Any]
 
 SERVING: Final = 1
 NOT_SERVING: Final = 2
@@ -173,7 +177,7 @@ class EngineGrpcServer:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def _predictor(self) -> grpc.GenericRpcHandler:
+    def _predictor(self) -> _Handler:
         return grpc.method_handlers_generic_handler(
             PREDICTOR,
             {
@@ -192,7 +196,7 @@ class EngineGrpcServer:
             },
         )
 
-    def _health(self) -> grpc.GenericRpcHandler:
+    def _health(self) -> _Handler:
         return grpc.method_handlers_generic_handler(
             HEALTH,
             {
@@ -205,7 +209,7 @@ class EngineGrpcServer:
             },
         )
 
-    def _control(self) -> grpc.GenericRpcHandler:
+    def _control(self) -> _Handler:
         return grpc.method_handlers_generic_handler(
             CONTROL,
             {
@@ -217,7 +221,7 @@ class EngineGrpcServer:
 
     # -- FinancialPredictor -----------------------------------------------------------------
 
-    async def predict(self, request: Any, context: grpc.aio.ServicerContext) -> pb.TradingSignal:
+    async def predict(self, request: Any, context: _Ctx) -> pb.TradingSignal:
         if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         if not self.engine.serving:
@@ -236,7 +240,7 @@ class EngineGrpcServer:
         return await self._predict_tick(request.tick, fused, context)
 
     async def stream_predict(
-        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[Any], context: _Ctx
     ) -> AsyncIterator[pb.TradingSignal]:
         async for tick in requests:
             if isinstance(tick, _BadRequestError):
@@ -245,9 +249,7 @@ class EngineGrpcServer:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "engine is not serving")
             yield await self._predict_tick(tick, None, context)
 
-    async def subscribe(
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.TradingSignal]:
+    async def subscribe(self, request: Any, context: _Ctx) -> AsyncIterator[pb.TradingSignal]:
         if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         table = self.engine.table
@@ -280,7 +282,7 @@ class EngineGrpcServer:
         finally:
             self._subscribers.discard(q)
 
-    async def get_symbols(self, request: Any, context: grpc.aio.ServicerContext) -> pb.SymbolTable:
+    async def get_symbols(self, request: Any, context: _Ctx) -> pb.SymbolTable:
         if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         table = self.engine.table
@@ -296,7 +298,7 @@ class EngineGrpcServer:
             return None
         return SERVING if self.engine.serving and not self._stopping else NOT_SERVING
 
-    async def health_check(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+    async def health_check(self, request: Any, context: _Ctx) -> bytes:
         if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         status = self._status_of(request)
@@ -304,9 +306,7 @@ class EngineGrpcServer:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request!r}")
         return encode_health_response(status)
 
-    async def health_watch(
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
+    async def health_watch(self, request: Any, context: _Ctx) -> AsyncIterator[bytes]:
         if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         status = self._status_of(request)
@@ -326,7 +326,7 @@ class EngineGrpcServer:
         finally:
             self._health_waiters.discard(q)
 
-    async def kill(self, request: Any, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    async def kill(self, request: Any, context: _Ctx) -> empty_pb2.Empty:
         if isinstance(request, _BadRequestError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request}")
         self.engine.kill(f"gRPC: {request.value or 'no reason given'}")
@@ -351,7 +351,7 @@ class EngineGrpcServer:
     # -- one-off predictions --------------------------------------------------------------------
 
     async def _predict_tick(
-        self, tick: Any, fused: FusedContext | None, context: grpc.aio.ServicerContext
+        self, tick: Any, fused: FusedContext | None, context: _Ctx
     ) -> pb.TradingSignal:
         try:
             return self._predict_now(tick, fused)
