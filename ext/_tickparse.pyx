@@ -75,7 +75,7 @@ cdef enum:
 
 # Value types captured per key.
 cdef enum:
-    VT_NUM = 1      # JSON number literal (span), FL_INT when it has no fraction/exponent
+    VT_NUM = 1      # JSON number: span p/n, decimal mantissa u (<= 19 digits), exponent i
     VT_INT = 2      # msgpack integer that fits int64
     VT_UINT = 3     # msgpack integer above INT64_MAX
     VT_FLOAT = 4    # msgpack float32/float64
@@ -93,11 +93,11 @@ cdef enum:
     FL_SLOW = 16    # JSON number with more than 19 significant digits: strtod / _json_uint
     FL_CONDS = 32   # JSON array of strings: u holds the first byte of its first four strings
 
-ctypedef struct Val:
+ctypedef struct Val:  # one captured value; numbers and strings are converted only when read
     int vt
     int flags
     const uchar* p
-    const uchar* end
+    const uchar* end    # msgpack arrays: end of the frame, for re-walking the elements
     Py_ssize_t n
     int64_t i
     uint64_t u
