@@ -227,6 +227,7 @@ class Engine:
         self._signal_installed: int | None = None
         self._health_listeners: list[Callable[[bool], None]] = []
         self.pipeline: InferencePipeline | None = None
+        self.remote: Any = None
         self.batcher: MicroBatcher | None = None
         # preallocated per-row state
         qmax = max(cfg.inference.max_batch, cfg.inference.queue_rows)
@@ -260,9 +261,17 @@ class Engine:
         self._loop = loop
         self._done = asyncio.Event()
         ic = self.config.inference
+        self.remote = await self._start_remote()
+        router = None
+        if ic.canary_fraction > 0:
+            from relentless_fast.inference.routing import CanaryRouter
+
+            router = CanaryRouter(self.table.symbols, ic.canary_fraction)
         self.pipeline = InferencePipeline(
             on_result=self._on_result,
             embedded=self.embedded,
+            remote=self.remote,
+            router=router,
             options=PipelineOptions(deadline_ms=ic.deadline_ms, late_grace_ms=ic.late_grace_ms),
             counters=self.inference_counters,
         )
@@ -280,7 +289,13 @@ class Engine:
             loop=loop,
         )
         self.pipeline.on_capacity = self.batcher.on_capacity
-        await self.pipeline.warmup()
+        try:
+            await self.pipeline.warmup()
+        except Exception as exc:  # the remote is down: start on the embedded fallback
+            if self.remote is None:
+                raise
+            log.error("remote backend warm-up failed (%s); embedded fallback serves", exc)
+            self.embedded.warmup()
         self._load_initial_context()
         if self._outputs_enabled:
             await self._start_outputs()
@@ -290,6 +305,26 @@ class Engine:
             gc.collect()
             gc.freeze()
         self._notify_health()
+
+    async def _start_remote(self) -> Any:
+        """The TF Serving gRPC backend when ``inference.backend = "grpc"`` (embedded: fallback)."""
+        ic = self.config.inference
+        if ic.backend != "grpc":
+            return None
+        from relentless_fast.inference.grpc_backend import GrpcBackend
+
+        versions = {"stable": ic.stable_version}
+        if ic.canary_version:
+            versions["canary"] = ic.canary_version
+        remote = GrpcBackend(
+            ic.grpc_target,
+            n_features=self.embedded.n_features,
+            context_dim=self.embedded.context_dim,
+            labels=(),
+            versions=versions,
+        )
+        await remote.start()
+        return remote
 
     async def _start_outputs(self) -> None:
         out = self.config.outputs
@@ -395,6 +430,8 @@ class Engine:
             await self.pipeline.drain()
         self.batcher.close()
         await self.pipeline.close()
+        if self.remote is not None:
+            await self.remote.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
