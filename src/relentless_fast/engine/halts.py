@@ -41,6 +41,8 @@ class HaltTracker:
         "halted",
         "limit_down",
         "limit_up",
+        "n_bands",
+        "n_halted",
     )
 
     def __init__(self, parser: TickParser, rings: TickRings, n_symbols: int) -> None:
@@ -54,6 +56,10 @@ class HaltTracker:
         self._status_seen = self._status_heads.copy()
         self._luld_seen = self._luld_heads.copy()
         self._totals = (0, 0)
+        self.n_halted = 0
+        """Symbols halted now (0: the hot path skips the halt lookups)."""
+        self.n_bands = 0
+        """Symbols with a LULD band (0: the hot path skips the band test)."""
 
     def update(self, touched: npt.NDArray[np.uint32]) -> bool:
         """Read new status/LULD records of ``touched``; True when any state may have changed."""
@@ -76,6 +82,8 @@ class HaltTracker:
             rec = self._rings.last(Kind.LULD, int(sid), 1)
             self.limit_up[sid] = float(rec["limit_up"][0])
             self.limit_down[sid] = float(rec["limit_down"][0])
+        self.n_halted = int(np.count_nonzero(self.halted))
+        self.n_bands = int(np.count_nonzero(np.isfinite(self.limit_up)))
         return True
 
     def at_band(
