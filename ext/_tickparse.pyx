@@ -511,6 +511,8 @@ cdef inline const uchar* _lex_number(const uchar* p, const uchar* end, Val* v,
     cdef int nd = 0, e10 = 0, ex = 0, flags = FL_INT
     cdef bint eneg = False
     cdef uchar c
+    cdef const uchar* q
+    cdef Py_ssize_t j, k
     if p[0] == 45:
         flags |= FL_NEG
         p += 1
@@ -521,36 +523,42 @@ cdef inline const uchar* _lex_number(const uchar* p, const uchar* end, Val* v,
     if c == 48:
         p += 1
     elif c >= 49 and c <= 57:
-        while p < end and p[0] >= 48 and p[0] <= 57:
-            if nd < 19:
-                m = m * 10 + (p[0] - 48)
-                nd += 1
-            else:
-                flags |= FL_SLOW
-            p += 1
+        q = p
+        while q < end and <uchar>(q[0] - 48) < 10:
+            q += 1
+        k = q - p
+        if k > 19:
+            flags |= FL_SLOW
+            k = 19
+        for j in range(k):
+            m = m * 10 + (p[j] - 48)
+        nd = <int>k
+        p = q
     else:
         err[0] = E_MALFORMED
         return NULL
     if p < end and p[0] == 46:
         flags &= ~FL_INT
         p += 1
-        if p >= end:
-            err[0] = E_TRUNCATED
+        q = p
+        while q < end and <uchar>(q[0] - 48) < 10:
+            q += 1
+        if q == p:
+            err[0] = E_TRUNCATED if p >= end else E_MALFORMED
             return NULL
-        if not (p[0] >= 48 and p[0] <= 57):
-            err[0] = E_MALFORMED
-            return NULL
-        while p < end and p[0] >= 48 and p[0] <= 57:
-            c = p[0] - 48
-            if m == 0 and c == 0:
+        if m == 0:  # leading zeros of 0.000x only move the exponent
+            while p < q and p[0] == 48:
+                p += 1
                 e10 -= 1
-            elif nd < 19:
-                m = m * 10 + c
-                nd += 1
-                e10 -= 1
-            else:
-                flags |= FL_SLOW
-            p += 1
+        k = q - p
+        if k > 19 - nd:
+            flags |= FL_SLOW
+            k = 19 - nd
+        for j in range(k):
+            m = m * 10 + (p[j] - 48)
+        nd += <int>k
+        e10 -= <int>k
+        p = q
     if p < end and (p[0] == 101 or p[0] == 69):
         flags &= ~FL_INT
         p += 1
