@@ -338,3 +338,24 @@ async def test_sec_falls_back_to_submissions_without_indexes(world: World, tmp_p
     syms = {s.symbol: s for s in result.context.symbols}
     assert syms["AAA"].insider_trading_signal == 1.0 and syms["BBB"].insider_trading_signal == -1.0
     assert all(h.path.endswith(".xml") for h in world.server.hits("/Archives/edgar/data/"))
+
+
+def test_cli_busy_database_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = ContextConfig(db_path=str(tmp_path / "busy.duckdb"))
+    toml = write_toml(cfg, tmp_path / "r.toml")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(60)", cfg.db_path],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert cli_main(["context", "--config", str(toml), "show"]) == 2
+        assert "context database unavailable" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout:
+            holder.stdout.close()

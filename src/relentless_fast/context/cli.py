@@ -34,18 +34,34 @@ def register(subparsers: Any) -> None:
     load = sub.add_parser("load", help="build, store and publish the context")
     load.add_argument("--date", type=_date, help="as-of session (YYYY-MM-DD)")
     load.add_argument("--schedule", action="store_true", help="run daily and keep running")
-    load.set_defaults(func=_cmd_load)
+    load.set_defaults(func=_guard(_cmd_load))
 
     show = sub.add_parser("show", help="print a stored context")
     show.add_argument("--date", type=_date, help="as-of date (default: the latest)")
     show.add_argument("--json", action="store_true", help="JSON instead of protobuf text")
     show.add_argument("--rebuild", action="store_true", help="rebuild from stored payloads")
-    show.set_defaults(func=_cmd_show)
+    show.set_defaults(func=_guard(_cmd_show))
 
     back = sub.add_parser("backfill", help="load every session in a date range")
     back.add_argument("--from", dest="start", type=_date, required=True)
     back.add_argument("--to", dest="end", type=_date, required=True)
-    back.set_defaults(func=_cmd_backfill)
+    back.set_defaults(func=_guard(_cmd_backfill))
+
+
+def _guard(fn: Any) -> Any:
+    """Turn a busy or unreadable database into a one-line error and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        import duckdb
+
+        try:
+            code: int = fn(args)
+        except duckdb.IOException as exc:
+            print(f"context database unavailable: {exc}", file=sys.stderr)
+            return 2
+        return code
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
