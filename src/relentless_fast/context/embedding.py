@@ -177,28 +177,44 @@ def build_global(ctx: DailyContext) -> Float32Array:
     return out
 
 
-def encode_symbol(sym: SymbolContext, out: Float32Array) -> None:
-    """Encode one ``SymbolContext`` into ``out`` (float32[SYMBOL_DIM], overwritten)."""
-    out[:] = 0.0
-    ix = SYMBOL_INDEX
-    out[ix["symbol_present"]] = 1.0
-    out[ix["insider_trading_signal"]] = _score(sym.insider_trading_signal)
-    out[ix["insider_activity"]] = _count(sym.insider_transactions, INSIDER_COUNT_CAP)
-    out[ix["news_sentiment"]] = _score(sym.news_sentiment)
-    out[ix["news_mentions"]] = _count(sym.news_mentions, NEWS_COUNT_CAP)
-    out[ix["options_flow_sentiment"]] = _score(sym.options_flow_sentiment)
+def symbol_row(sym: SymbolContext) -> list[float]:
+    """One ``SymbolContext`` as the SYMBOL_FIELDS values, in order (plain floats)."""
+    upcoming = recent = has_date = estimated = 0.0
     if sym.has_earnings_date and math.isfinite(sym.days_to_earnings):
         days = float(sym.days_to_earnings)
-        out[ix["has_earnings_date"]] = 1.0
+        has_date = 1.0
         proximity = math.exp(-abs(days) / EARNINGS_DECAY_DAYS)
-        out[ix["earnings_upcoming" if days >= 0 else "earnings_recent"]] = proximity
-        out[ix["earnings_date_estimated"]] = 1.0 if sym.earnings_date_estimated else 0.0
-    out[ix["reported_recently"]] = 1.0 if sym.reported_recently else 0.0
-    out[ix["filings_8k"]] = _count(sym.filings_8k, FILINGS_COUNT_CAP)
-    out[ix["sector_legislative_score"]] = _score(sym.sector_legislative_score)
-    out[ix["sector_sentiment"]] = _score(sym.sector_sentiment)
-    if sym.sector in SECTOR_INDEX:
-        out[ix[f"sector_{sym.sector}"]] = 1.0
+        if days >= 0:
+            upcoming = proximity
+        else:
+            recent = proximity
+        estimated = 1.0 if sym.earnings_date_estimated else 0.0
+    row = [
+        1.0,  # symbol_present
+        _score(sym.insider_trading_signal),
+        _count(sym.insider_transactions, INSIDER_COUNT_CAP),
+        _score(sym.news_sentiment),
+        _count(sym.news_mentions, NEWS_COUNT_CAP),
+        _score(sym.options_flow_sentiment),
+        has_date,
+        upcoming,
+        recent,
+        estimated,
+        1.0 if sym.reported_recently else 0.0,
+        _count(sym.filings_8k, FILINGS_COUNT_CAP),
+        _score(sym.sector_legislative_score),
+        _score(sym.sector_sentiment),
+    ]
+    onehot = [0.0] * len(SECTORS)
+    sector = SECTOR_INDEX.get(sym.sector)
+    if sector is not None:
+        onehot[sector] = 1.0
+    return row + onehot
+
+
+def encode_symbol(sym: SymbolContext, out: Float32Array) -> None:
+    """Encode one ``SymbolContext`` into ``out`` (float32[SYMBOL_DIM], overwritten)."""
+    out[:] = symbol_row(sym)
 
 
 def build_symbols(ctx: DailyContext, n_symbols: int) -> Float32Array:
@@ -208,9 +224,10 @@ def build_symbols(ctx: DailyContext, n_symbols: int) -> Float32Array:
     keep the neutral row.
     """
     out = neutral_symbols(n_symbols)
-    for sym in ctx.symbols:
-        if sym.symbol_id < n_symbols:
-            encode_symbol(sym, out[sym.symbol_id])
+    ids = [s.symbol_id for s in ctx.symbols if s.symbol_id < n_symbols]
+    if ids:
+        rows = [symbol_row(s) for s in ctx.symbols if s.symbol_id < n_symbols]
+        out[ids] = np.asarray(rows, dtype=np.float32)
     return out
 
 
@@ -221,10 +238,11 @@ def build_symbols_by_name(ctx: DailyContext, symbol_ids: Mapping[str, int]) -> F
     """
     n = (max(symbol_ids.values()) + 1) if symbol_ids else 0
     out = neutral_symbols(n)
-    for sym in ctx.symbols:
-        sid = symbol_ids.get(sym.symbol)
-        if sid is not None:
-            encode_symbol(sym, out[sid])
+    picked = [(sid, sym) for sym in ctx.symbols if (sid := symbol_ids.get(sym.symbol)) is not None]
+    if picked:
+        out[[sid for sid, _s in picked]] = np.asarray(
+            [symbol_row(s) for _sid, s in picked], dtype=np.float32
+        )
     return out
 
 
