@@ -1,4 +1,3 @@
-# cython: auto_pickle=False, autotestdict=False
 """Alpaca market-data v2 frames (JSON or msgpack) parsed straight into per-kind numpy ring buffers.
 
 A scanner specialised to the Alpaca schema: one pass over the frame's bytes, no Python object per
