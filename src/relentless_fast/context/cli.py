@@ -6,6 +6,8 @@
 - ``show [--date D] [--json] [--rebuild]``: print a stored context (``--rebuild`` rebuilds it from
   its stored payloads and says whether it matches).
 - ``backfill --from D1 --to D2``: load every session in [D1, D2], point in time.
+- ``universe --tickers AAPL,MSFT --out universe.csv``: write a universe file from EDGAR
+  (``company_tickers.json`` for the CIK, each company's submissions for its SIC code and name).
 
 Configuration: the ``[context]`` table of ``--config`` (default ``relentless.toml`` when present).
 """
@@ -46,6 +48,13 @@ def register(subparsers: Any) -> None:
     back.add_argument("--from", dest="start", type=_date, required=True)
     back.add_argument("--to", dest="end", type=_date, required=True)
     back.set_defaults(func=_guard(_cmd_backfill))
+
+    uni = sub.add_parser("universe", help="write a universe CSV (ticker,cik,sic,name) from EDGAR")
+    uni.add_argument(
+        "--tickers", required=True, help="comma-separated tickers, or @FILE (one a line)"
+    )
+    uni.add_argument("--out", required=True, help="CSV to write (use it as universe_path)")
+    uni.set_defaults(func=_cmd_universe)
 
 
 def _guard(fn: Any) -> Any:
@@ -153,6 +162,40 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json_format.MessageToJson(ctx, preserving_proto_field_name=True))
     else:
         print(text_format.MessageToString(ctx), end="")
+    return 0
+
+
+def _cmd_universe(args: argparse.Namespace) -> int:
+    import httpx
+
+    from relentless_fast.context.sources.http import RetryPolicy, SourceError, SourceHttp
+    from relentless_fast.context.sources.sec import SecClient
+    from relentless_fast.context.universe import build_universe, write_universe
+
+    cfg = _config(args)
+    spec: str = args.tickers
+    text = Path(spec[1:]).read_text(encoding="utf-8") if spec.startswith("@") else spec
+    tickers = [t.strip().upper() for t in text.replace(",", "\n").splitlines() if t.strip()]
+
+    async def run() -> tuple[list[Any], dict[str, str]]:
+        retry = RetryPolicy(cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s)
+        headers = {"User-Agent": cfg.sec_user_agent, "Accept-Encoding": "gzip, deflate"}
+        async with httpx.AsyncClient(timeout=cfg.http_timeout_s) as hc:
+            http = SourceHttp("sec", hc, max_rps=cfg.sec_max_rps, retry=retry, headers=headers)
+            client = SecClient(http, cfg.sec_data_base_url, cfg.sec_archive_base_url)
+            return await build_universe(client, tickers)
+
+    try:
+        members, errors = asyncio.run(run())
+    except SourceError as exc:
+        print(f"universe: {exc}", file=sys.stderr)
+        return 1
+    for ticker, why in errors.items():
+        print(f"universe: skipped {ticker}: {why}", file=sys.stderr)
+    if not members:
+        return 1
+    write_universe(args.out, members)
+    print(json.dumps({"written": len(members), "skipped": len(errors), "out": args.out}))
     return 0
 
 

@@ -7,13 +7,21 @@ derived from EDGAR's ``company_tickers.json``, which maps tickers to CIKs).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relentless_fast.context.sectors import sector_for_sic
+from relentless_fast.context.sources.http import SourceError
+
+if TYPE_CHECKING:
+    from relentless_fast.context.sources.sec import SecClient
 
 
 @dataclass(frozen=True)
@@ -69,3 +77,60 @@ def load_universe(path: str | Path | None = None) -> list[Member]:
         .read_text(encoding="utf-8")
     )
     return parse_universe(text)
+
+
+_SUFFIX = re.compile(
+    r"[\s,]+(inc|incorporated|corp|corporation|co|company|ltd|limited|plc|holdings?|group|"
+    r"n\.?v|s\.?a|ag|lp|l\.p|llc|trust|/[a-z]{2}/?)\.?$",
+    re.IGNORECASE,
+)
+
+
+def short_name(name: str) -> str:
+    """A company name without legal suffixes, for headline matching ("Apple Inc." -> "Apple")."""
+    out = name.strip()
+    while True:
+        cut = _SUFFIX.sub("", out)
+        trimmed = cut.strip(" ,.&")
+        if cut == out or not trimmed:
+            return out
+        out = trimmed
+
+
+async def build_universe(
+    client: SecClient, tickers: Sequence[str], concurrency: int = 4
+) -> tuple[list[Member], dict[str, str]]:
+    """Members for ``tickers`` from EDGAR (company_tickers.json, then each submissions JSON).
+
+    Returns the members found (in the order asked) and an error per ticker that failed.
+    """
+    ciks = await client.company_tickers()
+    sem = asyncio.Semaphore(concurrency)
+    errors: dict[str, str] = {}
+
+    async def one(ticker: str) -> Member | None:
+        cik = ciks.get(ticker.upper())
+        if cik is None:
+            errors[ticker] = "not in EDGAR's company_tickers.json"
+            return None
+        try:
+            async with sem:
+                company = await client.submissions(cik)
+        except SourceError as exc:
+            errors[ticker] = str(exc)
+            return None
+        return Member(ticker.upper(), cik, company.sic, short_name(company.name))
+
+    got = await asyncio.gather(*(one(t) for t in tickers))
+    return [m for m in got if m is not None], errors
+
+
+def write_universe(path: str | Path, members: Sequence[Member]) -> None:
+    """Write a universe CSV that :func:`load_universe` reads back."""
+    buf = io.StringIO()
+    buf.write("# context universe written by `relentless-fast context universe` from EDGAR\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["ticker", "cik", "sic", "name"])
+    for m in members:
+        writer.writerow([m.ticker, m.cik, m.sic, m.name])
+    Path(path).write_text(buf.getvalue(), encoding="utf-8")
