@@ -322,6 +322,7 @@ class _ClientProtocol(asyncio.Protocol):
     def __init__(self, server: TcpPublisher) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop = server._loop or asyncio.get_running_loop()
         self._inbuf = bytearray()
         self.next_seq = 0
         """Next sequence this client gets; 0 until logged in."""
@@ -346,7 +347,7 @@ class _ClientProtocol(asyncio.Protocol):
                     )
         high = max(server.config.max_client_buffer_bytes // 4, SOUP_SEQUENCED_FRAME_SIZE)
         self._transport.set_write_buffer_limits(high=high, low=high // 2)
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         self._last_recv = self._last_write = now
         server._clients.add(self)
         server.counters.connections += 1
@@ -367,7 +368,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._schedule_replay()
 
     def data_received(self, data: bytes) -> None:
-        self._last_recv = asyncio.get_running_loop().time()
+        self._last_recv = self._loop.time()
         buf = self._inbuf
         buf += data
         while len(buf) >= 2 and not self._done:
@@ -428,7 +429,7 @@ class _ClientProtocol(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._done:
             self._transport.write(data)
-            self._last_write = asyncio.get_running_loop().time()
+            self._last_write = self._loop.time()
 
     def write_live(self, frames: bytes, next_seq: int) -> None:
         assert self._transport is not None
@@ -441,7 +442,7 @@ class _ClientProtocol(asyncio.Protocol):
     def _schedule_replay(self) -> None:
         if not self._replay_scheduled and not self._done and self.next_seq:
             self._replay_scheduled = True
-            asyncio.get_running_loop().call_soon(self._replay)
+            self._loop.call_soon(self._replay)
 
     def _replay(self) -> None:
         """One burst from the window; reschedules itself until caught up or paused."""

@@ -64,21 +64,33 @@ class SignalWindow:
             n = self._capacity
             first = self._next_seq
         start = (first - 1) % self._capacity
-        head = min(n, self._capacity - start)
-        self._slots[start : start + head] = rows[:head]
-        self._stamp(start, start + head, first)
-        if head < n:
+        end = start + n
+        if end <= self._capacity:
+            self._slots[start:end] = rows
+            self._check(start, end, first)
+        else:
+            head = self._capacity - start
+            self._slots[start:] = rows[:head]
+            self._check(start, self._capacity, first)
             self._slots[: n - head] = rows[head:]
-            self._stamp(0, n - head, first + head)
+            self._check(0, n - head, first + head)
         self._next_seq = first + n
         return first
+
+    def _check(self, lo: int, hi: int, first_seq: int) -> None:
+        """Restamp slots ``lo:hi`` unless they already carry ``first_seq``, +1, ... (fast path)."""
+        seqs = self._u64[lo:hi, 1]
+        if int(seqs[0]) == first_seq and (
+            hi - lo == 1
+            or (int(seqs[-1]) == first_seq + (hi - lo - 1) and bool((np.diff(seqs) == 1).all()))
+        ):
+            return
+        self._stamp(lo, hi, first_seq)
 
     def _stamp(self, lo: int, hi: int, first_seq: int) -> None:
         seqs = self._u64[lo:hi, 1]
         expected = np.arange(first_seq, first_seq + (hi - lo), dtype=np.uint64)
         bad = np.flatnonzero(seqs != expected)
-        if bad.size == 0:
-            return
         seqs[bad] = expected[bad]
         for i in bad + lo:  # only mismatched rows pay for a CRC
             self._u32[i, 15] = crc32c(self._slots[i, :60])
