@@ -12,6 +12,7 @@ import enum
 import numpy as np
 import numpy.typing as npt
 
+from relentless_fast.outputs._wire import SIGNAL_SIZE, SignalBuffer
 from relentless_fast.outputs.window import Rows
 
 
@@ -36,6 +37,19 @@ class EmissionFilter:
     def __init__(self, policy: EmissionPolicy | str = EmissionPolicy.ALL) -> None:
         self.policy = EmissionPolicy(policy)
         self._last_action: npt.NDArray[np.uint8] = np.zeros(1024, dtype=np.uint8)
+
+    def select_bytes(self, signals: SignalBuffer, count: int) -> tuple[memoryview, int]:
+        """The signals to publish from ``count`` packed in ``signals``: a flat byte view and
+        their number (a view of ``signals`` itself under ALL: no copy)."""
+        view = signals.data if isinstance(signals, np.ndarray) else memoryview(signals)
+        src = view.cast("B") if count > 0 else memoryview(b"")
+        if len(src) < count * SIGNAL_SIZE:
+            raise ValueError(f"buffer holds {len(src)} bytes, {count} signals need {count * 64}")
+        if self.policy is EmissionPolicy.ALL or count <= 0:
+            return src, max(count, 0)
+        rows = np.frombuffer(src, dtype=np.uint8, count=count * SIGNAL_SIZE)
+        selected = self.select(rows.reshape(count, SIGNAL_SIZE))
+        return np.ascontiguousarray(selected).data.cast("B"), int(selected.shape[0])
 
     def select(self, rows: Rows) -> Rows:
         """The rows to publish, in order (``rows`` itself under ALL)."""

@@ -27,7 +27,6 @@ import socket
 from dataclasses import dataclass, field
 from typing import Final, Self, cast
 
-import numpy as np
 import relentless_fast_signal as codec
 
 from relentless_fast.outputs._wire import (
@@ -39,7 +38,7 @@ from relentless_fast.outputs._wire import (
 )
 from relentless_fast.outputs.policy import EmissionFilter, EmissionPolicy
 from relentless_fast.outputs.udp import default_session
-from relentless_fast.outputs.window import Rows, SignalWindow
+from relentless_fast.outputs.window import SignalWindow
 
 DEFAULT_PORT = 8620
 
@@ -125,19 +124,22 @@ class TcpCounters:
 
 
 class _FrameEncoder:
-    """Frames rows as Sequenced Data packets (Rust encoder) in one reused buffer."""
+    """Frames signals as Sequenced Data packets (Rust encoder) in one reused buffer."""
 
     __slots__ = ("_buf",)
 
     def __init__(self, capacity: int) -> None:
         self._buf = bytearray(capacity * SOUP_SEQUENCED_FRAME_SIZE)
 
-    def encode(self, rows: Rows) -> bytes:
-        """The packets for ``rows`` as one new ``bytes`` (transports may keep a reference)."""
-        need = rows.shape[0] * SOUP_SEQUENCED_FRAME_SIZE
+    def encode(self, *segments: memoryview) -> bytes:
+        """The packets for the signals in ``segments``, in order, as one new ``bytes`` (a
+        transport may keep a reference to what it is given, so the buffer itself never leaves)."""
+        need = sum(len(seg) for seg in segments) // SIGNAL_SIZE * SOUP_SEQUENCED_FRAME_SIZE
         if need > len(self._buf):
             self._buf = bytearray(max(need, 2 * len(self._buf)))
-        written = codec.soupbintcp_encode_signals(rows, self._buf)
+        written = 0
+        for seg in segments:
+            written += codec.soupbintcp_encode_signals(seg, self._buf, written)
         return bytes(memoryview(self._buf)[:written])
 
 
@@ -217,16 +219,14 @@ class TcpPublisher:
             raise RuntimeError("publisher is not running")
         if count <= 0:
             return 0
-        rows = np.frombuffer(signals, dtype=np.uint8, count=count * SIGNAL_SIZE)
-        selected = self._filter.select(rows.reshape(count, SIGNAL_SIZE))
+        src, n = self._filter.select_bytes(signals, count)
         self.counters.signals_in += count
-        n = int(selected.shape[0])
         cap = self.window.capacity
         for lo in range(0, n, cap):
-            part = selected[lo : lo + cap]
-            first = self.window.append(part)
+            hi = min(n, lo + cap)
+            first = self.window.append_bytes(src[lo * SIGNAL_SIZE : hi * SIGNAL_SIZE], hi - lo)
             if self._clients:
-                self._fan_out(first, part.shape[0])
+                self._fan_out(first, hi - lo)
         return n
 
     def _fan_out(self, first: int, n: int) -> None:
@@ -244,16 +244,16 @@ class TcpPublisher:
                 )
 
     def _encode_range(self, first: int, n: int) -> bytes:
-        head = self.window.chunk(first, n)
-        if head.shape[0] == n:
+        head = self.window.segment(first, n)
+        got = len(head) // SIGNAL_SIZE
+        if got == n:
             return self._encoder.encode(head)
-        tail = self.window.chunk(first + head.shape[0], n - head.shape[0])
-        return self._encoder.encode(np.concatenate((head, tail)))
+        return self._encoder.encode(head, self.window.segment(first + got, n - got))
 
     def replay_frames(self, seq: int) -> tuple[bytes, int]:
         """Framed signals from ``seq`` (one burst, one ring segment) and the count."""
-        chunk = self.window.chunk(seq, self.config.replay_burst_signals)
-        return self._replay_encoder.encode(chunk), int(chunk.shape[0])
+        segment = self.window.segment(seq, self.config.replay_burst_signals)
+        return self._replay_encoder.encode(segment), len(segment) // SIGNAL_SIZE
 
     # -- timers --------------------------------------------------------------------------------
 

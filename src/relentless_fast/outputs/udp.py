@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Self, cast
 
-import numpy as np
 import relentless_fast_signal as codec
 
 from relentless_fast.outputs._wire import (
@@ -35,7 +34,7 @@ from relentless_fast.outputs._wire import (
     session_bytes,
 )
 from relentless_fast.outputs.policy import EmissionFilter, EmissionPolicy
-from relentless_fast.outputs.window import Rows, SignalWindow
+from relentless_fast.outputs.window import SignalWindow
 
 DEFAULT_GROUP = "239.255.86.10"
 DEFAULT_PORT = 8610
@@ -121,13 +120,13 @@ class _Framer:
         self.encoder = codec.MoldUDP64Encoder(session, max_datagram=max_datagram_bytes)
         self._buf = bytearray(self.encoder.framed_size(capacity))
 
-    def frame(self, seq: int, rows: Rows) -> tuple[memoryview, list[tuple[int, int]]]:
-        """Packets for ``rows`` (which carry sequences ``seq``..): the buffer and the spans."""
-        need = self.encoder.framed_size(rows.shape[0])
+    def frame(self, seq: int, signals: memoryview) -> tuple[memoryview, list[tuple[int, int]]]:
+        """Packets for ``signals`` (carrying sequences ``seq``..): the buffer and the spans."""
+        need = self.encoder.framed_size(len(signals) // SIGNAL_SIZE)
         if need > len(self._buf):
             self._buf = bytearray(max(need, 2 * len(self._buf)))
         self.encoder.next_sequence = seq
-        return memoryview(self._buf), self.encoder.encode_signals(rows, self._buf)
+        return memoryview(self._buf), self.encoder.encode_signals(signals, self._buf)
 
     def empty(self, seq: int, count: int) -> bytes:
         """A heartbeat (count 0) or end-of-session (count 0xFFFF) packet announcing ``seq``."""
@@ -236,30 +235,28 @@ class UdpPublisher:
             raise RuntimeError("publisher is not running")
         if count <= 0:
             return 0
-        rows = np.frombuffer(signals, dtype=np.uint8, count=count * SIGNAL_SIZE)
-        selected = self._filter.select(rows.reshape(count, SIGNAL_SIZE))
+        src, n = self._filter.select_bytes(signals, count)
         self.counters.signals_in += count
-        n = selected.shape[0]
-        if n == 0:
-            return 0
         cap = self.window.capacity
         for lo in range(0, n, cap):  # a batch larger than the window goes in window-sized parts
-            self._append_and_send(selected[lo : lo + cap])
-        return int(n)
+            hi = min(n, lo + cap)
+            self._append_and_send(src[lo * SIGNAL_SIZE : hi * SIGNAL_SIZE], hi - lo)
+        return n
 
-    def _append_and_send(self, rows: Rows) -> None:
-        restamped = self.window.restamped
-        seq = self.window.append(rows)
-        self.counters.restamped += self.window.restamped - restamped
-        end = self.window.next_seq
+    def _append_and_send(self, src: memoryview, n: int) -> None:
+        window = self.window
+        restamped = window.restamped
+        seq = window.append_bytes(src, n)
+        self.counters.restamped += window.restamped - restamped
+        end = window.next_seq
         while seq < end:  # one pass, or two when the batch wraps around the ring
-            chunk = self.window.chunk(seq, end - seq)
-            buf, spans = self._packet.frame(seq, chunk)
+            segment = window.segment(seq, end - seq)
+            buf, spans = self._packet.frame(seq, segment)
             for offset, length in spans:
                 if self._send(buf[offset : offset + length]):
                     self.counters.packets_sent += 1
                     self.counters.signals_sent += (length - MOLD_HEADER_SIZE) // MOLD_BLOCK_SIZE
-            seq += chunk.shape[0]
+            seq += len(segment) // SIGNAL_SIZE
 
     def _send(self, packet: bytes | memoryview) -> bool:
         assert self._sock is not None
@@ -308,12 +305,12 @@ class UdpPublisher:
         if session != self._session or count == 0 or count == MOLD_END_OF_SESSION or seq < 1:
             self.counters.rerequests_malformed += 1
             return None
-        chunk = self.window.chunk(seq, min(count, self._per_packet))
-        if chunk.shape[0] == 0:
+        segment = self.window.segment(seq, min(count, self._per_packet))
+        if not segment:
             self.counters.rerequests_unavailable += 1
             return None
         self.counters.rerequests_answered += 1
-        buf, spans = self._answer.frame(seq, chunk)
+        buf, spans = self._answer.frame(seq, segment)
         offset, length = spans[0]
         return bytes(buf[offset : offset + length])
 

@@ -1,6 +1,6 @@
 """The in-memory window of recent signals that re-requests and TCP replays are served from.
 
-A preallocated ring of 64-byte slots: appending a batch is one or two numpy copies, a lookup is an
+A preallocated ring of 64-byte slots: appending a batch is one or two buffer copies, a lookup is an
 index computation; nothing is allocated per signal.
 """
 
@@ -24,13 +24,14 @@ class SignalWindow:
     its CRC-32C are rewritten in the window's copy, never in the caller's buffer.
     """
 
-    __slots__ = ("_capacity", "_next_seq", "_slots", "_u32", "_u64", "restamped")
+    __slots__ = ("_bytes", "_capacity", "_next_seq", "_slots", "_u32", "_u64", "restamped")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"window capacity must be >= 1 signal, got {capacity}")
         self._capacity = capacity
         self._slots: Rows = np.zeros((capacity, SIGNAL_SIZE), dtype=np.uint8)
+        self._bytes = self._slots.data.cast("B")  # flat view: cheap slicing and copies
         self._u64 = self._slots.view(">u8")  # (capacity, 8): column 1 is the sequence
         self._u32 = self._slots.view(">u4")  # (capacity, 16): column 15 is the CRC
         self._next_seq = 1
@@ -54,56 +55,71 @@ class SignalWindow:
 
     def append(self, rows: Rows) -> int:
         """Copy ``rows`` in, numbering them from :attr:`next_seq`; return the first sequence."""
-        n = rows.shape[0]
+        return self.append_bytes(np.ascontiguousarray(rows).data.cast("B"), rows.shape[0])
+
+    def append_bytes(self, src: memoryview, n: int) -> int:
+        """Like :meth:`append` for ``n`` signals in the flat byte view ``src``."""
         first = self._next_seq
-        if n == 0:
+        if n <= 0:
             return first
-        if n > self._capacity:  # only the newest `capacity` rows can be kept
-            self._next_seq += n - self._capacity
-            rows = rows[n - self._capacity :]
-            n = self._capacity
+        cap = self._capacity
+        if n > cap:  # only the newest `capacity` signals can be kept
+            src = src[(n - cap) * SIGNAL_SIZE : n * SIGNAL_SIZE]
+            self._next_seq += n - cap
             first = self._next_seq
-        start = (first - 1) % self._capacity
+            n = cap
+        start = (first - 1) % cap
         end = start + n
-        if end <= self._capacity:
-            self._slots[start:end] = rows
+        if end <= cap:
+            self._bytes[start * SIGNAL_SIZE : end * SIGNAL_SIZE] = src[: n * SIGNAL_SIZE]
             self._check(start, end, first)
         else:
-            head = self._capacity - start
-            self._slots[start:] = rows[:head]
-            self._check(start, self._capacity, first)
-            self._slots[: n - head] = rows[head:]
+            head = cap - start
+            self._bytes[start * SIGNAL_SIZE :] = src[: head * SIGNAL_SIZE]
+            self._bytes[: (n - head) * SIGNAL_SIZE] = src[head * SIGNAL_SIZE : n * SIGNAL_SIZE]
+            self._check(start, cap, first)
             self._check(0, n - head, first + head)
         self._next_seq = first + n
         return first
 
+    def _seq_at(self, slot: int) -> int:
+        off = slot * SIGNAL_SIZE + 8
+        return int.from_bytes(self._bytes[off : off + 8], "big")
+
     def _check(self, lo: int, hi: int, first_seq: int) -> None:
         """Restamp slots ``lo:hi`` unless they already carry ``first_seq``, +1, ... (fast path)."""
-        seqs = self._u64[lo:hi, 1]
-        if int(seqs[0]) == first_seq and (
-            hi - lo == 1
-            or (int(seqs[-1]) == first_seq + (hi - lo - 1) and bool((np.diff(seqs) == 1).all()))
+        n = hi - lo
+        if self._seq_at(lo) == first_seq and (
+            n == 1
+            or (
+                self._seq_at(hi - 1) == first_seq + n - 1
+                and (n == 2 or bool((np.diff(self._u64[lo:hi, 1]) == 1).all()))
+            )
         ):
             return
-        self._stamp(lo, hi, first_seq)
-
-    def _stamp(self, lo: int, hi: int, first_seq: int) -> None:
         seqs = self._u64[lo:hi, 1]
-        expected = np.arange(first_seq, first_seq + (hi - lo), dtype=np.uint64)
+        expected = np.arange(first_seq, first_seq + n, dtype=np.uint64)
         bad = np.flatnonzero(seqs != expected)
         seqs[bad] = expected[bad]
         for i in bad + lo:  # only mismatched rows pay for a CRC
             self._u32[i, 15] = crc32c(self._slots[i, :60])
         self.restamped += int(bad.size)
 
-    def chunk(self, seq: int, max_count: int) -> Rows:
-        """Up to ``max_count`` consecutive signals from ``seq``, as a view into the ring.
+    def segment(self, seq: int, max_count: int) -> memoryview:
+        """Up to ``max_count`` consecutive signals from ``seq`` as a flat byte view of the ring.
 
-        The view stops at the end of the ring or of the held range, so it may be shorter than asked;
-        it is empty when ``seq`` is not held. Valid until the next :meth:`append`.
+        The view stops at the end of the ring or of the held range, so it may be shorter than asked
+        (``len // 64`` signals); it is empty when ``seq`` is not held. Valid until the next append.
         """
-        if seq < self.first_seq or seq >= self._next_seq or max_count <= 0:
-            return self._slots[:0]
+        cap = self._capacity
+        if seq < self._next_seq - cap or seq < 1 or seq >= self._next_seq or max_count <= 0:
+            return self._bytes[:0]
+        start = (seq - 1) % cap
+        n = min(max_count, self._next_seq - seq, cap - start)
+        return self._bytes[start * SIGNAL_SIZE : (start + n) * SIGNAL_SIZE]
+
+    def chunk(self, seq: int, max_count: int) -> Rows:
+        """:meth:`segment` as a ``(n, 64)`` array view."""
+        seg = self.segment(seq, max_count)
         start = (seq - 1) % self._capacity
-        n = min(max_count, self._next_seq - seq, self._capacity - start)
-        return self._slots[start : start + n]
+        return self._slots[start : start + len(seg) // SIGNAL_SIZE]
