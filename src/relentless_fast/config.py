@@ -98,6 +98,9 @@ class EngineSection:
     """``gc.freeze()`` once start-up is done, so start-up objects are never scanned again."""
     cpu_affinity: tuple[int, ...] = ()
     """Pin the engine process to these CPUs (``os.sched_setaffinity``); empty: no pinning."""
+    busy_poll: bool = False
+    """Keep the event loop spinning (epoll with a zero timeout) instead of sleeping between
+    frames: costs a whole core, saves the wake-up and cold-cache time (docs/latency.md)."""
     event_loop: str = "uvloop"
     """Loop used when the engine owns it (``run``, ``demo``): ``uvloop`` or ``asyncio``."""
     ring_capacity: int = 4096

@@ -115,6 +115,8 @@ class EngineCounters:
     frames: int = 0
     frames_while_killed: int = 0
     rows_submitted: int = 0
+    rows_merged_in_burst: int = 0
+    """Symbol updates folded into a later one of the same read burst (one row per symbol)."""
     signals_emitted: int = 0
     suppressed_halted: int = 0
     suppressed_luld: int = 0
@@ -243,6 +245,8 @@ class Engine:
         self._flush_each_frame = cfg.inference.flush_each_frame
         self._burst_pending = False
         self._no_rows = np.zeros(qmax, np.bool_)
+        self._dirty = np.zeros(n, np.bool_)
+        self._touched_in_burst = 0
         self._batch_ctx_version = np.zeros(_BATCH_SLOTS, np.uint32)
         self._sequence = 0
         parse = self.parser.parse_json
@@ -301,6 +305,8 @@ class Engine:
         if self._outputs_enabled:
             await self._start_outputs()
         self._install_kill_signal(loop)
+        if self.config.engine.busy_poll:
+            loop.call_soon(self._spin)
         self._start_feed()
         if self.config.engine.gc_freeze:
             gc.collect()
@@ -607,38 +613,67 @@ class Engine:
         if self._killed:
             counters.frames_while_killed += 1
             return
+        if self._flush_each_frame:
+            self._submit(ids, t0)
+            assert self.batcher is not None
+            self.batcher.flush()
+            return
+        # Mark the symbols; their rows are submitted once, in bulk, when the loop iteration's
+        # callbacks are done (a read burst): each carries its symbol's newest state.
+        self._dirty[ids] = True
+        self._frame_t0[ids] = t0
+        self._touched_in_burst += n
+        if not self._burst_pending and self._loop is not None:
+            self._burst_pending = True
+            self._loop.call_soon(self._on_burst_end)
+
+    def _submit_dirty(self) -> None:
+        if not self._touched_in_burst:
+            return
+        ids = np.flatnonzero(self._dirty)
+        self._dirty[ids] = False
+        self.counters.rows_merged_in_burst += self._touched_in_burst - ids.shape[0]
+        self._touched_in_burst = 0
+        self._submit(ids, 0)
+
+    def _submit(self, ids: npt.NDArray[Any], t0: int) -> None:
+        """Submit the current rows of ``ids`` (halted ones dropped under ``suppress``)."""
+        counters = self.counters
         if self._suppress_halted and self.halts.n_halted:
             halted = self.halts.halted[ids]
             if halted.any():
                 counters.suppressed_halted += int(np.count_nonzero(halted))
                 ids = ids[~halted]
-                n = int(ids.shape[0])
-                if n == 0:
-                    return
+        n = int(ids.shape[0])
+        if n == 0:
+            return
         sym = ids.astype(np.int32)
-        self._frame_t0[sym] = t0
+        if t0:
+            self._frame_t0[sym] = t0
         kernel = self.kernel
         counters.rows_submitted += n
-        assert self.batcher is not None
         self._submit_price[sym] = kernel.last_price[sym]
-        batcher = self.batcher
-        batcher.submit(sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None)
-        if self._flush_each_frame:
-            batcher.flush()
-        elif not self._burst_pending and self._loop is not None:
-            # Frames of one read burst arrive in one loop iteration; the batcher flushes when
-            # the iteration's callbacks are done (before the loop would sleep).
-            self._burst_pending = True
-            self._loop.call_soon(self._on_burst_end)
+        assert self.batcher is not None
+        self.batcher.submit(
+            sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None
+        )
+
+    def _spin(self) -> None:
+        """One ready callback per loop iteration: the loop polls I/O without sleeping."""
+        if not self._stopped and self._loop is not None:
+            self._loop.call_soon(self._spin)
 
     def _on_burst_end(self) -> None:
         self._burst_pending = False
-        self._no_rows = np.zeros(qmax, np.bool_)
+        self._submit_dirty()
         if self.batcher is not None:
             self.batcher.end_of_burst()
 
     def end_of_burst(self) -> None:
-        """Tell the batcher a read burst is over (feeds that know it may call this)."""
+        """Submit the rows of the frames handled since the last burst and let the batcher
+        flush (the engine does this itself at the end of each loop iteration with frames;
+        callers feeding :meth:`on_frame` directly may call it sooner)."""
+        self._submit_dirty()
         if self.batcher is not None:
             self.batcher.end_of_burst()
 
@@ -770,7 +805,7 @@ class Engine:
             "ticks": int(parser.record_counts.sum()),
             "parser_drops": {k: v for k, v in parser.drops().items() if v},
             "rows_submitted": c.rows_submitted,
-            "rows_coalesced": ic.rows_coalesced,
+            "rows_coalesced": ic.rows_coalesced + c.rows_merged_in_burst,
             "inference_drops": {r.name.lower(): v for r, v in ic.dropped.items() if v},
             "batches": ic.batches_dispatched,
             "signals": c.signals_emitted,
