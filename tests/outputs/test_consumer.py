@@ -8,6 +8,8 @@ import struct
 
 import pytest
 import relentless_fast_signal as codec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relentless_fast.outputs.consumer import (
     ConsumerError,
@@ -204,3 +206,42 @@ async def test_tcp_consumer_reports_a_rejected_login_and_a_refused_connection() 
         closed_port = s.getsockname()[1]
     with pytest.raises(ConsumerError, match="cannot connect"):
         await TcpConsumer("127.0.0.1", closed_port, timeout_s=2).run()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lost=st.sets(st.integers(0, 39), max_size=25),
+    answer_cap=st.integers(1, 8),
+    per=st.integers(1, 5),
+)
+def test_tracker_recovers_any_loss_pattern(lost: set[int], answer_cap: int, per: int) -> None:
+    """Whatever data packets are lost, answers (at most ``answer_cap`` signals each) from a
+    window holding everything restore the exact sequence, once each, in order."""
+    signals = {s: pack_signal(s) for s in range(1, 40 * per + 1)}
+    tracker, seen = _tracker(start_seq=1)
+    live = _packets(1, 40 * per, per=per)
+    live.append(struct.pack(">10sQH", b"S1        ", 40 * per + 1, 0xFFFF))
+
+    def answer(request: bytes) -> bytes:
+        _, seq, count = struct.unpack(">10sQH", request)
+        n = min(count, answer_cap)
+        enc = codec.MoldUDP64Encoder("S1", next_sequence=seq, max_datagram=20 + 66 * n)
+        return enc.encode_messages([signals[s] for s in range(seq, seq + n)])[0]
+
+    pending: list[bytes] = []
+    for i, packet in enumerate(live):
+        if i in lost:
+            continue
+        request = tracker.on_datagram(packet, 0)
+        while request is not None:  # answers arrive before the next live packet
+            pending.append(request)
+            request = tracker.on_datagram(answer(pending[-1]), 0)
+    for _ in range(200):  # the timer asks again for whatever is still missing
+        if tracker.finished:
+            break
+        request = tracker.on_timer()
+        while request is not None:
+            request = tracker.on_datagram(answer(request), 0)
+    assert tracker.finished  # the end of session (never lost here) reveals a lost tail
+    assert seen == list(range(1, 40 * per + 1))
+    assert tracker.stats.lost == 0 and tracker.stats.clean

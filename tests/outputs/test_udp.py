@@ -6,6 +6,7 @@ import asyncio
 import socket
 import struct
 
+import numpy as np
 import pytest
 
 from relentless_fast.outputs._wire import check_signal
@@ -199,3 +200,19 @@ async def test_multicast_on_loopback() -> None:
     finally:
         rx_sock.close()
     assert parse_mold(data)[1:3] == (1, 4)
+
+
+async def test_publish_accepts_arrays_and_partial_buffers_and_refuses_short_ones() -> None:
+    transport, rx, port = await udp_receiver()
+    async with UdpPublisher(_config(port)) as pub:
+        arr = np.frombuffer(bytes(pack_batch(1, 4)), dtype=np.uint8).reshape(4, 64).copy()
+        assert pub.publish(arr, 4) == 4
+        reused = bytearray(64 * 100)  # a pack_into buffer larger than this batch
+        reused[: 64 * 2] = pack_batch(5, 2)
+        assert pub.publish(reused, 2) == 2
+        with pytest.raises(ValueError, match="3 signals need 192"):
+            pub.publish(pack_batch(7, 2), 3)
+        got = [parse_mold(await rx.get()) for _ in range(2)]
+    transport.close()
+    assert [(p[1], p[2]) for p in got] == [(1, 4), (5, 2)]
+    assert got[1][3] == [pack_signal(5), pack_signal(6)]
