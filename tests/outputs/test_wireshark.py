@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -70,7 +71,9 @@ def test_captures_decode_in_stock_dissectors(tmp_path: Path) -> None:
     if not (shutil.which("tshark") and shutil.which("dumpcap")):
         pytest.skip("tshark/dumpcap not installed")
     udp_port = free_udp_port()
-    tcp_port = free_udp_port()  # a free number; TCP is bound by the publisher
+    with socket.socket() as probe:  # a free TCP port for the capture filter
+        probe.bind(("127.0.0.1", 0))
+        tcp_port = probe.getsockname()[1]
     pcap = tmp_path / "signals.pcapng"
     cap = subprocess.Popen(
         [
