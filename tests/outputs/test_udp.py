@@ -216,3 +216,14 @@ async def test_publish_accepts_arrays_and_partial_buffers_and_refuses_short_ones
     transport.close()
     assert [(p[1], p[2]) for p in got] == [(1, 4), (5, 2)]
     assert got[1][3] == [pack_signal(5), pack_signal(6)]
+
+
+async def test_rerequest_answers_are_budgeted() -> None:
+    async with UdpPublisher(_config(0, rerequest_port=None, rerequest_answers_per_s=5)) as pub:
+        pub.publish(pack_batch(1, 3), 3)
+        request = struct.pack(">10sQH", b"TEST0001  ", 1, 3)
+        answers = [pub.answer(request) for _ in range(8)]  # within one instant: 5 allowed
+        assert sum(a is not None for a in answers) == 5
+        assert pub.counters.rerequests_throttled == 3
+        await asyncio.sleep(0.25)  # refills about one token
+        assert pub.answer(request) is not None

@@ -73,6 +73,10 @@ class UdpPublisherConfig:
     send_buffer_bytes: int | None = None
     """``SO_SNDBUF``; None keeps the kernel default."""
     emission: EmissionPolicy = EmissionPolicy.ALL
+    rerequest_answers_per_s: float = 20000.0
+    """Budget of re-request answers per second (a burst of one second's worth is allowed); a
+    request over budget is counted and not answered, and the client asks again a second later.
+    Keeps a request flood from taking the event loop away from live publishing."""
 
     def __post_init__(self) -> None:
         session_bytes(self.session)
@@ -85,6 +89,10 @@ class UdpPublisherConfig:
             raise ValueError(f"max_datagram_bytes={self.max_datagram_bytes}: above UDP's 65507")
         if not self.heartbeat_interval_s > 0:
             raise ValueError(f"heartbeat_interval_s={self.heartbeat_interval_s}: must be > 0")
+        if not self.rerequest_answers_per_s >= 1:
+            raise ValueError(
+                f"rerequest_answers_per_s={self.rerequest_answers_per_s}: must be >= 1"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port={self.port}: out of range")
         EmissionPolicy(self.emission)
@@ -107,6 +115,8 @@ class UdpCounters:
     rerequests_unavailable: int = 0
     """Requests for sequences outside the window (too old or not yet sent): no answer."""
     rerequests_malformed: int = 0
+    rerequests_throttled: int = 0
+    """Requests not answered because the answer budget was spent."""
     """Datagrams on the re-request port that are not a 20-byte request of this session."""
     restamped: int = 0
 
@@ -164,6 +174,8 @@ class UdpPublisher:
         self._heartbeat: asyncio.TimerHandle | None = None
         self._last_send = 0.0
         self._closed = False
+        self._tokens = self.config.rerequest_answers_per_s
+        self._tokens_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -309,10 +321,23 @@ class UdpPublisher:
         if not segment:
             self.counters.rerequests_unavailable += 1
             return None
+        if not self._take_token():
+            self.counters.rerequests_throttled += 1
+            return None
         self.counters.rerequests_answered += 1
         buf, spans = self._answer.frame(seq, segment)
         offset, length = spans[0]
         return bytes(buf[offset : offset + length])
+
+    def _take_token(self) -> bool:
+        rate = self.config.rerequest_answers_per_s
+        now = self._loop.time() if self._loop is not None else time.monotonic()
+        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class _RerequestProtocol(asyncio.DatagramProtocol):
