@@ -218,3 +218,17 @@ async def test_non_numeric_sequence_and_unsequenced_data() -> None:
         assert await _sequenced(reader, 1) == [pack_signal(1)]
         writer.close()
         assert pub.counters.unsequenced_ignored == 1
+
+
+async def test_shutdown_during_replay_sends_the_rest_then_end_of_session() -> None:
+    pub = TcpPublisher(_config(replay_burst_signals=2))
+    await pub.start()
+    pub.publish(pack_batch(1, 50), 50)
+    reader, writer = await _connect(pub, soup_login(seq=1))
+    while pub.counters.logins_accepted == 0:
+        await asyncio.sleep(0.001)
+    await pub.aclose()  # at most a burst or two replayed so far
+    packets = [p for p in await _until_eof(reader) if p[0] != "H"]
+    writer.close()
+    assert packets[0][0] == "A" and packets[-1] == ("Z", b"")
+    assert [p for _, p in packets[1:-1]] == [pack_signal(s) for s in range(1, 51)]

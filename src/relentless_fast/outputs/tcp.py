@@ -461,6 +461,8 @@ class _ClientProtocol(asyncio.Protocol):
 
     def on_tick(self, now: float) -> None:
         cfg = self._server.config
+        if self._done:
+            return
         if now - self._last_recv >= cfg.client_timeout_s:
             self._server.counters.client_timeouts += 1
             self.fail("heartbeat timeout")
@@ -472,15 +474,15 @@ class _ClientProtocol(asyncio.Protocol):
         """Send what the client has not had yet, then ``Z``, then close (shutdown)."""
         server = self._server
         if self.next_seq and not self._done:
-            while self.first_ok() and self.next_seq < server.window.next_seq:
+            if self.next_seq < server.window.first_seq:
+                self.fail(f"replay fell behind the window (oldest {server.window.first_seq})")
+                return
+            while self.next_seq < server.window.next_seq:
                 frames, n = server.replay_frames(self.next_seq)
                 self._write(frames)
                 self.next_seq += n
             self._write(_END_OF_SESSION)
         self._close()
-
-    def first_ok(self) -> bool:
-        return self.next_seq >= self._server.window.first_seq
 
     def _close(self) -> None:
         if self._transport is not None and not self._done:
