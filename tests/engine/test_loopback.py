@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from relentless_fast.feeds.replay_server import AlpacaReplayServer, ReplayServer
 from relentless_fast.inference.embedded import EmbeddedBackend
 from relentless_fast.outputs.consumer import UdpConsumer, UdpSource
 from tests.engine.conftest import SYMBOLS, make_config
+from tests.engine.test_engine import Collector
 
 
 async def test_replay_server_to_udp_consumer_with_clean_shutdown(
@@ -60,3 +62,78 @@ async def test_replay_server_to_udp_consumer_with_clean_shutdown(
     assert stats.session == engine.session
     assert engine.udp.counters.signals_sent == stats.signals
     assert np.isfinite(list(stats.latency_us().values())).all()
+
+
+async def test_every_output_carries_the_session_sequence(
+    embedded: EmbeddedBackend, frames: list[bytes]
+) -> None:
+    """UDP (all), UDP (changes only) and TCP (all): framing sequence == signal sequence."""
+    from relentless_fast.engine.sources import SyntheticSource
+    from relentless_fast.outputs.consumer import TcpConsumer
+
+    seen: dict[str, list[bytes]] = {"udp": [], "changes": [], "tcp": []}
+
+    def keep(name: str) -> Any:
+        return lambda seq, record, recv_ns: seen[name].append(record.tobytes())
+
+    udp_all = UdpConsumer(UdpSource(host="127.0.0.1", port=0), on_signal=keep("udp"))
+    await udp_all.start()
+    config = make_config(
+        **{
+            "outputs.udp.enabled": "true",
+            "outputs.udp.host": "127.0.0.1",
+            "outputs.udp.port": udp_all.address[1],
+            "outputs.udp.rerequest_port": 0,
+            "outputs.tcp.enabled": "true",
+            "outputs.tcp.port": 0,
+            "engine.session": "SEQTEST",
+        }
+    )
+    engine = Engine(config, feed=lambda s: SyntheticSource(frames[:150], s, yield_every=4),
+                    embedded=embedded, context_store=False)  # fmt: skip
+    got = Collector()
+    engine.add_listener(got)
+    await engine.start()
+    tcp = TcpConsumer(*engine.tcp.address, on_signal=keep("tcp"), session="SEQTEST", start_seq=1)
+    tcp_task = asyncio.create_task(tcp.run(seconds=20))
+    await engine.wait()
+    await engine.stop()
+    await asyncio.wait_for(udp_all.run(), 5)
+    await asyncio.wait_for(tcp_task, 10)
+    udp_all.close()
+    emitted = got.records()
+    n = emitted.shape[0]
+    assert n == engine.sequence > 0
+    for name, consumer in (("udp", udp_all), ("tcp", tcp)):
+        stats = consumer.stats
+        assert stats.clean and stats.end_of_session, name
+        assert (stats.first_seq, stats.last_seq, stats.signals) == (1, n, n), name
+        assert b"".join(seen[name]) == emitted.tobytes(), name  # same signals, same numbers
+
+
+async def test_changes_policy_numbers_its_own_stream(
+    embedded: EmbeddedBackend, frames: list[bytes]
+) -> None:
+    from relentless_fast.engine.sources import SyntheticSource
+
+    consumer = UdpConsumer(UdpSource(host="127.0.0.1", port=0))
+    await consumer.start()
+    config = make_config(
+        **{
+            "outputs.udp.enabled": "true",
+            "outputs.udp.host": "127.0.0.1",
+            "outputs.udp.port": consumer.address[1],
+            "outputs.udp.rerequest_port": -1,
+            "outputs.udp.emission": "changes",
+        }
+    )
+    engine = Engine(config, feed=lambda s: SyntheticSource(frames, s), embedded=embedded,
+                    context_store=False)  # fmt: skip
+    async with engine:
+        await engine.wait()
+    await asyncio.wait_for(consumer.run(), 5)
+    consumer.close()
+    stats = consumer.stats
+    assert stats.clean and stats.end_of_session
+    assert 0 < stats.signals < engine.sequence  # only action changes are published ...
+    assert (stats.first_seq, stats.last_seq) == (1, stats.signals)  # ... numbered without gaps
