@@ -160,8 +160,12 @@ class MoldUDP64Tracker:
         if not self.recovering or self.stats.session is None or not self._can_rerequest:
             return None
         count = min(self.known_end - self.next_expected, MOLD_MAX_COUNT)
+        try:
+            request = codec.moldudp64_request(self.stats.session, self.next_expected, count)
+        except (codec.FramingError, ValueError, OverflowError):
+            return None  # not a sequence range a server could hold (e.g. past 2**64 - 1)
         self.stats.rerequests_sent += 1
-        return codec.moldudp64_request(self.stats.session, self.next_expected, count)
+        return request
 
     def on_timer(self) -> bytes | None:
         """Re-request while a gap is open; give the range up after ``max_rerequests`` tries."""
@@ -186,7 +190,9 @@ class MoldUDP64Tracker:
         except (codec.FramingError, ValueError):
             stats.malformed_packets += 1
             return None
-        if packet.kind == "request":
+        if packet.kind == "request" or not (
+            packet.session.isascii() and packet.session.isprintable()
+        ):
             stats.malformed_packets += 1
             return None
         if stats.session is None:
