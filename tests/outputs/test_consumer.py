@@ -245,3 +245,21 @@ def test_tracker_recovers_any_loss_pattern(lost: set[int], answer_cap: int, per:
     assert tracker.finished  # the end of session (never lost here) reveals a lost tail
     assert seen == list(range(1, 40 * per + 1))
     assert tracker.stats.lost == 0 and tracker.stats.clean
+
+
+async def test_tcp_consumer_notices_a_hang_up_before_end_of_session() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(49)  # the login request
+        writer.write(codec.SoupBinTCPPacket.login_accepted("X1", 7).encode())
+        writer.write(codec.SoupBinTCPPacket.sequenced_data(pack_signal(7)).encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    seen: list[int] = []
+    consumer = TcpConsumer("127.0.0.1", port, on_signal=lambda s, r, n: seen.append(s))
+    await asyncio.wait_for(consumer.run(), 10)
+    server.close()
+    assert seen == [7]
+    assert consumer.stats.disconnected and not consumer.stats.end_of_session

@@ -1,7 +1,8 @@
 """``relentless-fast consume``: read a UDP (MoldUDP64) or TCP (SoupBinTCP) signal stream.
 
-Exit status: 0 clean; 1 when any signal was bad, mismatched or lost; 2 when the stream could not
-be joined (bad URL, connection refused, login rejected).
+Exit status: 0 clean; 1 when any signal was bad, mismatched or lost, or the TCP server closed the
+connection before end of session; 2 when the stream could not be joined (bad URL, connection
+refused, login rejected).
 """
 
 from __future__ import annotations
@@ -204,7 +205,12 @@ async def _consume(
         pass
     if args.summary:
         print(format_summary(stats), file=out, flush=True)
-    return 0 if stats.clean else 1
+    if stats.disconnected:
+        print(
+            "relentless-fast consume: the server closed the connection before end of session",
+            file=sys.stderr,
+        )
+    return 0 if stats.clean and not stats.disconnected else 1
 
 
 def main(argv: list[str] | None = None) -> int:

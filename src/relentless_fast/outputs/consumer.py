@@ -67,6 +67,8 @@ class ConsumerStats:
     first_seq: int = 0
     last_seq: int = 0
     end_of_session: bool = False
+    disconnected: bool = False
+    """TCP: the server closed the connection before end of session (e.g. dropped as slow)."""
     actions: list[int] = field(default_factory=lambda: [0, 0, 0])
     debug_messages: list[str] = field(default_factory=list)
     _latency_ns: npt.NDArray[np.int64] = field(
@@ -457,6 +459,7 @@ class TcpConsumer:
             if not data:
                 if not logged_in:
                     raise ConsumerError("server closed the connection before accepting the login")
+                self.stats.disconnected = True
                 return
             recv_ns = time.time_ns()
             try:
