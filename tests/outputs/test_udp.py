@@ -227,3 +227,12 @@ async def test_rerequest_answers_are_budgeted() -> None:
         assert pub.counters.rerequests_throttled == 3
         await asyncio.sleep(0.25)  # refills about one token
         assert pub.answer(request) is not None
+
+
+async def test_start_fails_cleanly_when_the_rerequest_port_is_taken() -> None:
+    taken, _, port = await udp_receiver()
+    pub = UdpPublisher(_config(port, rerequest_port=port))
+    with pytest.raises(OSError):
+        await pub.start()
+    taken.close()
+    assert pub.rerequest_address is None

@@ -1,13 +1,13 @@
 """UDP signal publisher: MoldUDP64 packets, unicast or multicast, with a re-request server.
 
-Hot path: :meth:`UdpPublisher.publish` takes one packed batch, appends it to the window (one numpy
-copy) and sends it as few datagrams as the size cap allows, each built in one preallocated buffer
-(one numpy copy of the signals into the block area; the 2-byte block lengths never change). The
-socket is non-blocking and written directly from the caller's event loop.
+Hot path: :meth:`UdpPublisher.publish` takes one packed batch, copies it into the window (one
+buffer copy; sequence numbers checked, restamped only when they differ) and the Rust encoder frames
+the window's copy into as few datagrams as the size cap allows, in one reused buffer; each datagram
+is one ``sendto`` on a non-blocking socket, straight from the caller's event loop.
 
-Drop policy: a datagram the kernel refuses (``EAGAIN``/``ENOBUFS``, or an ICMP error reported on the
-socket) is counted and dropped, never queued or retried. Its signals stay in the window, so a
-consumer sees the gap on the next packet or heartbeat and fetches the missing range from the
+Drop policy: a datagram the kernel refuses (``EAGAIN`` when the socket buffer is full,
+``ENOBUFS``, ...) is counted and dropped, never queued or retried. Its signals stay in the window,
+so a consumer sees the gap on the next packet or heartbeat and fetches the missing range from the
 re-request server; retrying in the publisher would delay every later signal behind it.
 """
 
@@ -186,10 +186,16 @@ class UdpPublisher:
             self._sock = _open_socket(self.config)
         self._sock.setblocking(False)
         if self.config.rerequest_port is not None:
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _RerequestProtocol(self),
-                local_addr=(self.config.rerequest_host, self.config.rerequest_port),
-            )
+            try:
+                transport, _ = await self._loop.create_datagram_endpoint(
+                    lambda: _RerequestProtocol(self),
+                    local_addr=(self.config.rerequest_host, self.config.rerequest_port),
+                )
+            except BaseException:
+                if self._owns_sock:
+                    self._sock.close()
+                    self._sock = None
+                raise
             self._rerequest = transport
         self._last_send = self._loop.time()
         self._heartbeat = self._loop.call_at(
