@@ -130,7 +130,7 @@ def _decode(mode: str, got: list[tuple[int, bytes]]) -> tuple[np.ndarray[Any, An
     event_ns: list[int] = []
     last = 0
     for recv, data in got:
-        if mode == "engine":
+        if mode.startswith("engine"):
             count = struct.unpack_from(">H", data, 18)[0]
             if count == 0 or count == 0xFFFF:
                 continue
@@ -280,13 +280,19 @@ def run_one(variant: str, ticks_per_s: int) -> dict[str, Any]:
     url = f"ws://127.0.0.1:{_line(server)['port']}/v2/test"
     args = {"url": url, "udp_port": udp_port, "cpu": CPU["producer"],
             "model_dir": str(REPO / "models" / "relentless_financial" / "1")}  # fmt: skip
-    producer = _engine_process(args) if variant == "engine" else _spawn(variant, args)
+    if variant == "engine-grpc":
+        producer = _engine_process(args, grpc_target=_SERVE_MODEL["target"])
+    elif variant == "engine":
+        producer = _engine_process(args)
+    else:
+        producer = _spawn(variant, args)
     try:
         done = _line(server)
         time.sleep(0.3)
         producer.send_signal(signal.SIGTERM)
         out, _ = producer.communicate(timeout=30)
-        snapshot = json.loads(out[out.index("{") :]) if variant == "engine" and "{" in out else {}
+        engine_run = variant.startswith("engine") and "{" in out
+        snapshot = json.loads(out[out.index("{") :]) if engine_run else {}
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"END", ("127.0.0.1", udp_port))
         result = _line(consumer)
@@ -315,10 +321,13 @@ def run_one(variant: str, ticks_per_s: int) -> dict[str, Any]:
         row["engine_signals"] = snapshot.get("signals")
         row["ticks"] = snapshot.get("ticks")
         row["in_engine_us"] = snapshot.get("latency_us")
+        if "remote" in snapshot:
+            row["remote"] = snapshot["remote"]
+            row["rows_fallback"] = snapshot.get("rows_fallback")
     return row
 
 
-def _engine_process(args: dict[str, Any]) -> subprocess.Popen[str]:
+def _engine_process(args: dict[str, Any], grpc_target: str = "") -> subprocess.Popen[str]:
     flags = {
         "feed.source": "alpaca", "feed.url": args["url"], "feed.channels": "trades,quotes",
         "engine.symbols": ",".join(SYMBOLS), "engine.cpu_affinity": str(args["cpu"]),
@@ -328,6 +337,9 @@ def _engine_process(args: dict[str, Any]) -> subprocess.Popen[str]:
         "outputs.grpc.enabled": "false", "context.snapshot_path": "",
         "inference.model_base_path": str(REPO / "models" / "relentless_financial"),
     }  # fmt: skip
+    if grpc_target:
+        flags["inference.backend"] = "grpc"
+        flags["inference.grpc_target"] = grpc_target
     cmd = [sys.executable, "-m", "relentless_fast.cli", "run"]
     for k, v in flags.items():
         cmd += [f"--{k}", v]
@@ -335,29 +347,77 @@ def _engine_process(args: dict[str, Any]) -> subprocess.Popen[str]:
     return _popen(cmd, env)  # the server streams once the engine has subscribed
 
 
+GRPC_RATES_TICKS = (1_000, 5_000, 10_000)
+_SERVE_MODEL: dict[str, Any] = {}
+
+
+def _start_serve_model() -> subprocess.Popen[str] | None:
+    """``relentless-fast serve-model`` on a free port, pinned with the server (TF Serving path)."""
+    import importlib.util
+
+    if SMOKE or importlib.util.find_spec("tensorflow") is None:
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = ["taskset", "-c", str(CPU["server"]), sys.executable, "-m", "relentless_fast.cli",
+           "serve-model", "--port", str(port), "--rest_api_port", "0",
+           "--model_config_file", str(REPO / "models" / "config.pbtxt")]  # fmt: skip
+    proc = _popen(cmd)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                time.sleep(3.0)  # models load after the port opens
+                _SERVE_MODEL["target"] = f"127.0.0.1:{port}"
+                return proc
+        time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    return None
+
+
 def _sustained_max(rows: list[dict[str, Any]]) -> int:
     ok = [r["offered_ticks_s"] for r in rows if r.get("sustained")]
     return max(ok) if ok else 0
 
 
-@pytest.mark.benchmark(group="e2e-loopback")
-def test_e2e_engine_vs_floor_vs_naive(benchmark: Any) -> None:
-    results: dict[str, list[dict[str, Any]]] = {"floor": [], "engine": [], "naive": []}
+Results = dict[str, list[dict[str, Any]]]
 
-    def run_all() -> None:
-        for rate in RATES_TICKS:
-            for variant, rows in results.items():
-                if variant != "floor" and rows and not rows[-1].get("sustained"):
-                    continue  # past its limit: higher rates only queue up
-                row = run_one(variant, rate)
-                results[variant].append(row)
-                print(json.dumps(row))
 
-    benchmark.pedantic(run_all, rounds=1, iterations=1)
-    info = benchmark.extra_info
+def _run_rates(results: Results) -> None:
+    for rate in RATES_TICKS:
+        for variant, rows in results.items():
+            if variant != "floor" and rows and not rows[-1].get("sustained"):
+                continue  # past its limit: higher rates only queue up
+            row = run_one(variant, rate)
+            rows.append(row)
+            print(json.dumps(row))
+
+
+def _run_grpc(results: Results) -> None:
+    """The engine on the TF Serving path (``serve-model`` on loopback); no target here."""
+    serve = _start_serve_model()
+    if serve is None:
+        return
+    rows = results["engine-grpc"] = []
+    try:
+        for rate in GRPC_RATES_TICKS:
+            row = run_one("engine-grpc", rate)
+            rows.append(row)
+            print(json.dumps(row))
+    finally:
+        serve.terminate()
+        serve.wait(30)
+        if serve.stdout is not None:
+            serve.stdout.close()
+
+
+def _summarise(info: dict[str, Any], results: Results) -> None:
     info["cpu_placement"] = (
         f"server CPU {CPU['server']}, producer CPU {CPU['producer']}, consumer CPU "
-        f"{CPU['consumer']} (os.sched_setaffinity; {N_CPUS} CPUs, shared with other work)"
+        f"{CPU['consumer']}, serve-model CPU {CPU['server']} (os.sched_setaffinity / taskset; "
+        f"{N_CPUS} CPUs, shared with other work)"
     )
     info["clock"] = "CLOCK_REALTIME: server send time in each message's t, consumer receive time"
     for variant, rows in results.items():
@@ -365,13 +425,26 @@ def test_e2e_engine_vs_floor_vs_naive(benchmark: Any) -> None:
         for r in rows:
             if "p99_us" in r:
                 key = f"{variant}_{r['offered_ticks_s']}"
-                info[f"{key}_p50_us"] = r["p50_us"]
-                info[f"{key}_p99_us"] = r["p99_us"]
-                info[f"{key}_p999_us"] = r["p999_us"]
-                info[f"{key}_max_us"] = r["max_us"]
+                for q in ("p50_us", "p99_us", "p999_us", "max_us"):
+                    info[f"{key}_{q}"] = r[q]
     naive_max = info["naive_max_sustained_ticks_s"]
     if naive_max:
         info["engine_over_naive_sustained"] = info["engine_max_sustained_ticks_s"] / naive_max
+    floor_10k = info.get("floor_10000_p99_us")
+    if floor_10k and "engine_10000_p99_us" in info:
+        info["engine_over_floor_p99_at_10k"] = info["engine_10000_p99_us"] / floor_10k
+
+
+@pytest.mark.benchmark(group="e2e-loopback")
+def test_e2e_engine_vs_floor_vs_naive(benchmark: Any) -> None:
+    results: Results = {"floor": [], "engine": [], "naive": []}
+
+    def run_everything() -> None:
+        _run_rates(results)
+        _run_grpc(results)
+
+    benchmark.pedantic(run_everything, rounds=1, iterations=1)
+    _summarise(benchmark.extra_info, results)
     assert results["engine"] and results["engine"][0]["signals"] > 0
     assert results["engine"][0].get("engine_drops") == {}
 

@@ -820,7 +820,21 @@ class Engine:
             "context_stale": self._context.stale,
             "context_swaps": c.context_swaps,
             "latency_us": c.latency_us(),
+            "rows_fallback": ic.rows_fallback,
         }
+        if self.remote is not None and self.pipeline is not None:
+            stats = self.pipeline.label_stats
+            snap["remote"] = {
+                label: {
+                    "calls": st.calls,
+                    "errors": dict(st.errors),
+                    "latency_us": {
+                        k.removesuffix("_ns"): v / 1000 for k, v in st.percentiles_ns().items()
+                    },
+                }
+                for label, st in stats.items()
+                if st.calls
+            }
         if self.udp is not None:
             snap["udp"] = dict(_fields(self.udp.counters))
         if self.tcp is not None:
