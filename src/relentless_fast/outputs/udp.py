@@ -186,16 +186,21 @@ class UdpPublisher:
             self._sock = _open_socket(self.config)
         self._sock.setblocking(False)
         if self.config.rerequest_port is not None:
+            # Bound here, not by create_datagram_endpoint: uvloop leaks its transport when the
+            # bind fails.
+            server_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                transport, _ = await self._loop.create_datagram_endpoint(
-                    lambda: _RerequestProtocol(self),
-                    local_addr=(self.config.rerequest_host, self.config.rerequest_port),
-                )
+                server_sock.bind((self.config.rerequest_host, self.config.rerequest_port))
+                server_sock.setblocking(False)
             except BaseException:
+                server_sock.close()
                 if self._owns_sock:
                     self._sock.close()
                     self._sock = None
                 raise
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _RerequestProtocol(self), sock=server_sock
+            )
             self._rerequest = transport
         self._last_send = self._loop.time()
         self._heartbeat = self._loop.call_at(
