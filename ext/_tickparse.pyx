@@ -31,6 +31,7 @@ ctypedef unsigned char uchar
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long x) nogil
+    void __builtin_prefetch(const void* addr, int rw, int locality) nogil
 
 # ---------------------------------------------------------------------------------------------
 # Drop reasons (index into TickParser.drop_counts). Keep DROP_REASONS in the same order.
@@ -226,6 +227,7 @@ cdef uchar _WS[256]
 cdef int _KEY1[256]         # key id of each one-byte key, -1 for the others
 cdef uchar _STR_STOP[256]   # '"', '\\' and control characters end the fast string loop
 cdef double _POW10[23]
+cdef int _KIND_OF[256]      # ring kind of each one-byte data type T, -1 for the others
 
 
 cdef void _init_tables() noexcept:
@@ -237,6 +239,17 @@ cdef void _init_tables() noexcept:
         _STR_STOP[c] = c == 34 or c == 92 or c < 32
         cc = <uchar>c
         _KEY1[c] = _key_id(&cc, 1)
+        _KIND_OF[c] = -1
+    _KIND_OF[116] = KIND_TRADE       # t
+    _KIND_OF[113] = KIND_QUOTE       # q
+    _KIND_OF[98] = KIND_BAR          # b
+    _KIND_OF[117] = KIND_BAR         # u
+    _KIND_OF[100] = KIND_BAR         # d
+    _KIND_OF[99] = KIND_CORRECTION   # c
+    _KIND_OF[120] = KIND_CANCEL      # x
+    _KIND_OF[115] = KIND_STATUS      # s
+    _KIND_OF[108] = KIND_LULD        # l
+    _KIND_OF[105] = KIND_IMBALANCE   # i
     for c in range(23):
         _POW10[c] = x
         x *= 10.0
@@ -953,8 +966,8 @@ cdef inline int _key_id(const uchar* k, Py_ssize_t n) noexcept nogil:
     return -1
 
 
-cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint64_t* seen,
-                               int* err) noexcept nogil:
+cdef const uchar* _json_object(TickParser parser, const uchar* p, const uchar* end, Val* vals,
+                               uint64_t* seen, int* err) noexcept:
     """``p`` at '{': capture known keys into ``vals``; returns the byte after '}' or NULL.
     Compact JSON (no whitespace, one- or two-byte keys) takes the short paths."""
     cdef const uchar* q
@@ -1007,6 +1020,8 @@ cdef const uchar* _json_object(const uchar* p, const uchar* end, Val* vals, uint
         if kid >= 0:
             p = _json_capture(p, end, &vals[kid], err)
             got |= (<uint64_t>1) << kid
+            if kid == K_S and p != NULL and got & 1:  # 1 == 1 << K_T: the type came first
+                parser._prefetch(vals)
         else:
             p = _json_skip(p, end, 1, err)
         if p == NULL:
@@ -1524,6 +1539,8 @@ cdef class TickParser:
     cdef object _controls
     cdef Val _vals[N_KEYS]
     cdef TsCache _ts_cache
+    cdef const uchar* _pf_p     # symbol span looked up early by _prefetch (NULL: none) ...
+    cdef int32_t _pf_sid        # ... and its id
 
     def __cinit__(self):
         self._slots = NULL
@@ -1581,6 +1598,7 @@ cdef class TickParser:
         self._ts_cache.w0 = 0  # no timestamp starts with eight NUL bytes
         self._ts_cache.w1 = 0
         self._ts_cache.base = 0
+        self._pf_p = NULL
 
     def __dealloc__(self):
         free(self._slots)
@@ -1598,6 +1616,45 @@ cdef class TickParser:
             if slot.id < 0 or (slot.w0 == w0 and slot.w1 == w1 and slot.len == n):
                 return slot
             pos = (pos + 1) & self._mask
+
+    cdef inline void _prefetch(self, const Val* vals) noexcept:
+        """Called as soon as ``T`` and then ``S`` of a JSON message are captured: look the symbol
+        up and prefetch (for writing) the two ring slots its record will take, so the cache misses
+        overlap with scanning the rest of the message. Only a hint: ``_data_message`` re-checks all."""
+        cdef const Val* vt = &vals[K_T]
+        cdef const Val* vs = &vals[K_S]
+        cdef uint64_t symw[2]
+        cdef int k
+        cdef int32_t sid
+        cdef uint64_t cap, h, idx
+        cdef Py_ssize_t size
+        cdef char* a
+        cdef char* b
+        cdef TickRings r
+        if vt.vt != VT_STR or vt.n != 1 or vs.vt != VT_STR or vs.flags & FL_ESC or vs.n > SYM_MAX:
+            return
+        k = _KIND_OF[vt.p[0]]
+        if k < 0 or vs.n == 0:
+            return
+        symw[0] = 0
+        symw[1] = 0
+        memcpy(symw, vs.p, vs.n)
+        sid = self._find(<uchar*>symw, vs.n).id
+        if sid < 0:
+            return
+        self._pf_p = vs.p
+        self._pf_sid = sid
+        r = self.rings
+        cap = r._cap[k]
+        h = r._head[k][sid]
+        idx = (h & r._mask[k]) if r._mask[k] or cap == 1 else h % cap
+        size = r._size[k]
+        a = r._base[k] + sid * r._row[k] + idx * size
+        b = a + cap * size
+        __builtin_prefetch(a, 1, 3)
+        __builtin_prefetch(a + size - 1, 1, 3)
+        __builtin_prefetch(b, 1, 3)
+        __builtin_prefetch(b + size - 1, 1, 3)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -1670,6 +1727,7 @@ cdef class TickParser:
             memset(self._stamp, 0, self.n_symbols * sizeof(uint32_t))
             self._epoch = 1
         self.frames += 1
+        self._pf_p = NULL
         if mp:
             self._frame_msgpack(buf, buf + n)
         else:
@@ -1705,7 +1763,8 @@ cdef class TickParser:
                     return 0
                 if p[0] == 123:
                     obj = p
-                    q = _json_object(p, end, self._vals, &seen, &err)
+                    self._pf_p = NULL
+                    q = _json_object(self, p, end, self._vals, &seen, &err)
                     if q == NULL:
                         self._drop_err(err)
                         return 0
@@ -1857,15 +1916,19 @@ cdef class TickParser:
         if v.vt != VT_STR:
             self._drop(D_MISTYPED_FIELD)
             return
-        symw[0] = 0
-        symw[1] = 0
-        slen = _str_bytes(v, sym, 16)
-        if slen > SYM_MAX:
-            self._drop(D_OVERLONG_SYMBOL)
-            return
-        slot = self._find(sym, slen)
-        sid = slot.id
-        if sid < 0 or slen == 0:
+        if v.p == self._pf_p:  # looked up by _prefetch (an unescaped, known symbol)
+            sid = self._pf_sid
+        else:
+            symw[0] = 0
+            symw[1] = 0
+            slen = _str_bytes(v, sym, 16)
+            if slen > SYM_MAX:
+                self._drop(D_OVERLONG_SYMBOL)
+                return
+            sid = self._find(sym, slen).id
+            if slen == 0:
+                sid = -1
+        if sid < 0:
             self._drop(D_UNKNOWN_SYMBOL)
             return
         for j in range(_REC_SIZE[kind] >> 3):
