@@ -270,3 +270,15 @@ async def test_replaying_a_recording_is_byte_identical(
     assert len(runs[0]) > 64 * 100
     assert runs[0] != runs[1]  # emit times differ ...
     assert _without_emit_time(runs[0]) == _without_emit_time(runs[1])  # ... nothing else
+
+
+async def test_gc_is_frozen_while_running_and_unfrozen_after(embedded: EmbeddedBackend) -> None:
+    import gc
+
+    config = make_config(**{"engine.gc_freeze": "true"})
+    before = gc.get_freeze_count()
+    async with Engine(config, feed=False, embedded=embedded, context_store=False) as engine:
+        assert gc.get_freeze_count() > before
+        engine.on_frame(frame(trade("AAPL", 100.0, T0)), 0)
+        engine.end_of_burst()
+    assert gc.get_freeze_count() == 0

@@ -225,6 +225,7 @@ class Engine:
         self._done: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._feed_task: asyncio.Task[None] | None = None
+        self._gc_was_frozen = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signal_installed: int | None = None
         self._health_listeners: list[Callable[[bool], None]] = []
@@ -309,6 +310,7 @@ class Engine:
             loop.call_soon(self._spin)
         self._start_feed()
         if self.config.engine.gc_freeze:
+            self._gc_was_frozen = gc.get_freeze_count() > 0
             gc.collect()
             gc.freeze()
         self._notify_health()
@@ -452,8 +454,8 @@ class Engine:
             await self.udp.aclose()
         if self.tcp is not None:
             await self.tcp.aclose()
-        if self.config.engine.gc_freeze:
-            gc.unfreeze()
+        if self.config.engine.gc_freeze and not self._gc_was_frozen:
+            gc.unfreeze()  # only what we froze: an embedding process's own freeze stays
         if self._done is not None:
             self._done.set()
 
@@ -492,6 +494,8 @@ class Engine:
         self._killed = True
         self.kill_reason = reason or "kill switch"
         log.warning("KILL SWITCH: %s; no further signals this session", self.kill_reason)
+        self._dirty[:] = False
+        self._touched_in_burst = 0
         if self.batcher is not None:
             self.batcher.close()  # pending rows are dropped (counted as shutdown)
         self._notify_health()
