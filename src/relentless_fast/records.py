@@ -4,10 +4,11 @@ These dtypes are the contract between the tick parser (``relentless_fast._tickpa
 them, and the feature kernel (``relentless_fast._features``), which reads them. The C structs in
 ``ext/_records.pxd`` mirror them field for field; ``tests/unit/test_records.py`` checks offsets.
 
-Conventions: ``ts_ns`` is the exchange timestamp (ns since the Unix epoch, from the message's ``t``);
-``seq`` is the parser's own 1-based arrival counter over all data messages, so the order of records
-of different kinds can be restored. Single-character codes (exchange, tape, action, indicator) are
-stored as their ASCII byte (0 when absent). Sizes are float64 so fractional sizes survive.
+Conventions: ``ts_ns`` is the exchange timestamp (ns since the Unix epoch, from the message's
+``t``); ``seq`` is the parser's own 1-based arrival counter over all data messages, so the order of
+records of different kinds can be restored. Single-character codes (exchange, tape, action,
+indicator) are stored as their ASCII byte (0 when absent). Sizes are float64 so fractional sizes
+survive.
 """
 
 from __future__ import annotations
