@@ -31,7 +31,34 @@ ctypedef unsigned char uchar
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long x) nogil
+    int __builtin_ctz(unsigned int x) nogil
     void __builtin_prefetch(const void* addr, int rw, int locality) nogil
+
+# SSE2 is part of every x86_64 CPU; elsewhere TP_HAVE_SSE2 is 0 and the 8-byte SWAR loop is used.
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #define TP_HAVE_SSE2 1
+
+    /* Bit j set when byte j of the 16 at p is a quote (0x22), a backslash (0x5C) or a control
+       character (below 0x20). */
+    static inline unsigned tp_stop16(const unsigned char *p)
+    {
+        __m128i x = _mm_loadu_si128((const __m128i *)p);
+        __m128i lim = _mm_set1_epi8(0x1F);
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x22)),
+                                   _mm_cmpeq_epi8(x, _mm_set1_epi8(0x5C)));
+        hit = _mm_or_si128(hit, _mm_cmpeq_epi8(_mm_max_epu8(x, lim), lim));
+        return (unsigned)_mm_movemask_epi8(hit);
+    }
+    #else
+    #define TP_HAVE_SSE2 0
+    static inline unsigned tp_stop16(const unsigned char *p) { (void)p; return 0; }
+    #endif
+    """
+    const bint TP_HAVE_SSE2
+    unsigned int tp_stop16(const unsigned char* p) nogil
 
 # ---------------------------------------------------------------------------------------------
 # Drop reasons (index into TickParser.drop_counts). Keep DROP_REASONS in the same order.
@@ -293,6 +320,18 @@ cdef inline const uchar* _scan_string(const uchar* p, const uchar* end, int* fla
                                      int* err) noexcept nogil:
     """``p`` just after the opening quote; returns the closing quote or NULL (err set)."""
     cdef uint64_t w, hit
+    cdef unsigned int m16
+    if end - p >= 2 and p[1] == 34 and not _STR_STOP[p[0]]:  # one-byte string: codes, types
+        return p + 1
+    if TP_HAVE_SSE2:
+        while end - p >= 16:  # sixteen bytes at a time (SSE2)
+            m16 = tp_stop16(p)
+            if m16:
+                p += __builtin_ctz(m16)
+                if p[0] == 34:
+                    return p
+                return _scan_string_slow(p, end, flags, err)
+            p += 16
     while end - p >= 8:  # eight bytes at a time: the lowest flagged byte is the first stop byte
         memcpy(&w, p, 8)
         hit = _swar_stop(w)
