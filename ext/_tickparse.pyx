@@ -558,7 +558,9 @@ cdef inline const uchar* _lex_number(const uchar* p, const uchar* end, Val* v,
     """Validate the JSON number at ``p`` and keep its decimal mantissa (up to 19 significant
     digits) and exponent in ``v`` (u, i), so the value needs no second pass."""
     cdef const uchar* start = p
-    cdef uint64_t m = 0
+    cdef const uchar* fstart
+    cdef uint64_t m = 0, m0
+    cdef uchar d
     cdef int nd = 0, e10 = 0, ex = 0, flags = FL_INT
     cdef bint eneg = False
     cdef uchar c
@@ -575,14 +577,19 @@ cdef inline const uchar* _lex_number(const uchar* p, const uchar* end, Val* v,
         p += 1
     elif c >= 49 and c <= 57:
         q = p
-        while q < end and <uchar>(q[0] - 48) < 10:
+        while q < end:  # one pass: validate and accumulate (wraps past 19 digits, fixed below)
+            d = <uchar>(q[0] - 48)
+            if d >= 10:
+                break
+            m = m * 10 + d
             q += 1
         k = q - p
-        if k > 19:
+        if k > 19:  # rare: keep the first 19 digits
             flags |= FL_SLOW
             k = 19
-        for j in range(k):
-            m = m * 10 + (p[j] - 48)
+            m = 0
+            for j in range(k):
+                m = m * 10 + (p[j] - 48)
         nd = <int>k
         p = q
     else:
@@ -591,22 +598,29 @@ cdef inline const uchar* _lex_number(const uchar* p, const uchar* end, Val* v,
     if p < end and p[0] == 46:
         flags &= ~FL_INT
         p += 1
-        q = p
-        while q < end and <uchar>(q[0] - 48) < 10:
-            q += 1
-        if q == p:
-            err[0] = E_TRUNCATED if p >= end else E_MALFORMED
-            return NULL
+        fstart = p
         if m == 0:  # leading zeros of 0.000x only move the exponent
-            while p < q and p[0] == 48:
+            while p < end and p[0] == 48:
                 p += 1
-                e10 -= 1
+            e10 -= <int>(p - fstart)
+        m0 = m
+        q = p
+        while q < end:
+            d = <uchar>(q[0] - 48)
+            if d >= 10:
+                break
+            m = m * 10 + d
+            q += 1
+        if q == fstart:
+            err[0] = E_TRUNCATED if q >= end else E_MALFORMED
+            return NULL
         k = q - p
-        if k > 19 - nd:
+        if k > 19 - nd:  # rare: keep 19 significant digits in all
             flags |= FL_SLOW
             k = 19 - nd
-        for j in range(k):
-            m = m * 10 + (p[j] - 48)
+            m = m0
+            for j in range(k):
+                m = m * 10 + (p[j] - 48)
         nd += <int>k
         e10 -= <int>k
         p = q
