@@ -35,8 +35,14 @@ cdef extern from *:
     void __builtin_prefetch(const void* addr, int rw, int locality) nogil
 
 # SSE2 is part of every x86_64 CPU; elsewhere TP_HAVE_SSE2 is 0 and the 8-byte SWAR loop is used.
+# TP_LITTLE_ENDIAN enables loading symbol bytes straight into the words of the hash key.
 cdef extern from *:
     """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define TP_LITTLE_ENDIAN 1
+    #else
+    #define TP_LITTLE_ENDIAN 0
+    #endif
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #define TP_HAVE_SSE2 1
@@ -58,6 +64,7 @@ cdef extern from *:
     #endif
     """
     const bint TP_HAVE_SSE2
+    const bint TP_LITTLE_ENDIAN
     unsigned int tp_stop16(const unsigned char* p) nogil
 
 # ---------------------------------------------------------------------------------------------
@@ -1074,7 +1081,7 @@ cdef const uchar* _json_object(TickParser parser, const uchar* p, const uchar* e
             p = _json_capture(p, end, &vals[kid], err)
             got |= (<uint64_t>1) << kid
             if kid == K_S and p != NULL and got & 1:  # 1 == 1 << K_T: the type came first
-                parser._prefetch(vals)
+                parser._prefetch(vals, end)
         else:
             p = _json_skip(p, end, 1, err)
         if p == NULL:
@@ -1659,10 +1666,14 @@ cdef class TickParser:
 
     cdef inline SymSlot* _find(self, const uchar* key16, Py_ssize_t n) noexcept nogil:
         cdef uint64_t w0, w1
-        cdef uint64_t pos
-        cdef SymSlot* slot
         memcpy(&w0, key16, 8)
         memcpy(&w1, key16 + 8, 8)
+        return self._find_w(w0, w1, n)
+
+    cdef inline SymSlot* _find_w(self, uint64_t w0, uint64_t w1, Py_ssize_t n) noexcept nogil:
+        """Slot of the zero-padded 16-byte key ``w0``/``w1`` (``n`` bytes), or the empty slot."""
+        cdef uint64_t pos
+        cdef SymSlot* slot
         pos = _sym_hash(w0, w1) & self._mask
         while True:
             slot = &self._slots[pos]
@@ -1670,7 +1681,7 @@ cdef class TickParser:
                 return slot
             pos = (pos + 1) & self._mask
 
-    cdef inline void _prefetch(self, const Val* vals) noexcept:
+    cdef inline void _prefetch(self, const Val* vals, const uchar* end) noexcept:
         """Called as soon as ``T`` and then ``S`` of a JSON message are captured: look the symbol
         up and prefetch (for writing) the two ring slots its record will take, so the cache misses
         overlap with scanning the rest of the message. Only a hint: ``_data_message`` re-checks all."""
@@ -1689,10 +1700,21 @@ cdef class TickParser:
         k = _KIND_OF[vt.p[0]]
         if k < 0 or vs.n == 0:
             return
-        symw[0] = 0
-        symw[1] = 0
-        memcpy(symw, vs.p, vs.n)
-        sid = self._find(<uchar*>symw, vs.n).id
+        if TP_LITTLE_ENDIAN and end - vs.p >= 16:
+            # two unaligned loads from the frame, bytes past the symbol masked off (a byte copy
+            # into a zeroed buffer would stall on store forwarding when read back as words)
+            memcpy(&symw[0], vs.p, 8)
+            memcpy(&symw[1], vs.p + 8, 8)
+            if vs.n < 8:
+                symw[0] &= (1ULL << (8 * vs.n)) - 1
+                symw[1] = 0
+            else:
+                symw[1] &= (1ULL << (8 * (vs.n - 8))) - 1
+        else:
+            symw[0] = 0
+            symw[1] = 0
+            memcpy(symw, vs.p, vs.n)
+        sid = self._find_w(symw[0], symw[1], vs.n).id
         if sid < 0:
             return
         self._pf_p = vs.p
