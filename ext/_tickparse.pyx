@@ -1327,8 +1327,8 @@ cdef inline int _mp_header(const uchar* p, const uchar* end, int want_map, Py_ss
     return 0
 
 
-cdef const uchar* _mp_object(const uchar* p, const uchar* end, Py_ssize_t npairs, Val* vals,
-                             uint64_t* seen, int* err) noexcept nogil:
+cdef const uchar* _mp_object(TickParser parser, const uchar* p, const uchar* end,
+                             Py_ssize_t npairs, Val* vals, uint64_t* seen, int* err) noexcept:
     """``p`` after a map header of ``npairs``: capture known str keys into ``vals``."""
     cdef Py_ssize_t k, klen, hdr
     cdef uchar c
@@ -1364,6 +1364,8 @@ cdef const uchar* _mp_object(const uchar* p, const uchar* end, Py_ssize_t npairs
         if kid >= 0:
             p = _mp_capture(p, end, &vals[kid], 1, err)
             seen[0] |= (<uint64_t>1) << kid
+            if kid == K_S and p != NULL and seen[0] & 1:  # 1 == 1 << K_T: the type came first
+                parser._prefetch(vals, end)
         else:
             p = _mp_capture(p, end, NULL, 1, err)
         if p == NULL:
@@ -1682,7 +1684,7 @@ cdef class TickParser:
             pos = (pos + 1) & self._mask
 
     cdef inline void _prefetch(self, const Val* vals, const uchar* end) noexcept:
-        """Called as soon as ``T`` and then ``S`` of a JSON message are captured: look the symbol
+        """Called as soon as ``T`` and then ``S`` of a message are captured: look the symbol
         up and prefetch (for writing) the two ring slots its record will take, so the cache misses
         overlap with scanning the rest of the message. Only a hint: ``_data_message`` re-checks all."""
         cdef const Val* vt = &vals[K_T]
@@ -1887,7 +1889,8 @@ cdef class TickParser:
                 return 0
             if r == 1:
                 obj = p
-                q = _mp_object(p + hdr, end, npairs, self._vals, &seen, &err)
+                self._pf_p = NULL
+                q = _mp_object(self, p + hdr, end, npairs, self._vals, &seen, &err)
                 if q == NULL:
                     self._drop_err(err)
                     return 0
