@@ -43,6 +43,18 @@ cdef extern from *:
     #else
     #define TP_LITTLE_ENDIAN 0
     #endif
+    /* One record into both mirror slots, one 8-byte word at a time: the record was just built
+       with 8-byte stores, which forward to 8-byte loads. (A plain loop is turned into two libc
+       memcpy calls; wider loads spanning two stores would stall store forwarding.) */
+    static inline void tp_copy_words(uint64_t *a, uint64_t *b, const uint64_t *src, Py_ssize_t n)
+    {
+        volatile uint64_t *va = a, *vb = b;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            uint64_t w = src[j];
+            va[j] = w;
+            vb[j] = w;
+        }
+    }
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #define TP_HAVE_SSE2 1
@@ -66,6 +78,7 @@ cdef extern from *:
     const bint TP_HAVE_SSE2
     const bint TP_LITTLE_ENDIAN
     unsigned int tp_stop16(const unsigned char* p) nogil
+    void tp_copy_words(uint64_t* a, uint64_t* b, const uint64_t* src, Py_ssize_t n) nogil
 
 # ---------------------------------------------------------------------------------------------
 # Drop reasons (index into TickParser.drop_counts). Keep DROP_REASONS in the same order.
@@ -248,6 +261,9 @@ cdef void _init_specs() except *:
             _SPECS[k][j].flags = flags
             _SPECS[k][j].offset = dt.fields[name][1]
     _OFF_BAR_TYPE = _DTYPES[_Kind.BAR].fields["bar_type"][1]
+    for kind in (_Kind.TRADE, _Kind.QUOTE):  # _put_tail: conditions start the last 8-byte word
+        if _DTYPES[kind].fields["conditions"][1] + 8 != _DTYPES[kind].itemsize:
+            raise ImportError(f"{kind.name}: conditions are not in the record's last word")
 
 
 _init_specs()
@@ -1558,9 +1574,7 @@ cdef class TickRings:
         cdef uint64_t* a = <uint64_t*>(row + idx * size)
         cdef uint64_t* b = <uint64_t*>(row + (idx + cap) * size)
         cdef const uint64_t* src = <const uint64_t*>rec
-        for j in range(size >> 3):  # record sizes are multiples of 8 (aligned dtypes)
-            a[j] = src[j]
-            b[j] = src[j]
+        tp_copy_words(a, b, src, size >> 3)  # record sizes are multiples of 8 (aligned dtypes)
         if h >= cap:
             self._ovf[k][s] += 1
         self._head[k][s] = h + 1
@@ -2009,8 +2023,7 @@ cdef class TickParser:
         if sid < 0:
             self._drop(D_UNKNOWN_SYMBOL)
             return
-        for j in range(_REC_SIZE[kind] >> 3):
-            recw[j] = 0
+        # the fast paths write every word themselves
         if kind == KIND_TRADE and _fast_trade(self._vals, seen, <TradeRec*>recw, &self._ts_cache):
             self._write(kind, sid, rec, tchar)
             return
@@ -2121,42 +2134,84 @@ cdef inline bint _f_id(const Val* v, int64_t* out) noexcept nogil:
     return False
 
 
-cdef inline bint _f_code(const Val* vals, uint64_t seen, int key, uint8_t* out) noexcept nogil:
+cdef inline int _f_code(const Val* vals, uint64_t seen, int key) noexcept nogil:
+    """The code byte of an optional string field (0 when absent), -1 when the loop must decide."""
     cdef const Val* v = &vals[key]
     if not (seen >> key) & 1 or v.vt == VT_NULL:
-        return True
+        return 0
     if v.vt != VT_STR or v.flags & FL_ESC:
-        return False
-    out[0] = v.p[0] if v.n > 0 else 0
-    return True
+        return -1
+    return v.p[0] if v.n > 0 else 0
 
 
-cdef inline bint _f_conds(const Val* vals, uint64_t seen, char* out) noexcept nogil:
+cdef inline int64_t _f_conds(const Val* vals, uint64_t seen) noexcept nogil:
+    """The four condition bytes packed little-endian (0 when absent), -1 when mistyped."""
     cdef const Val* v = &vals[K_c]
+    cdef uchar b[4]
     if not (seen >> K_c) & 1 or v.vt == VT_NULL:
-        return True
-    return _conds(v, <uchar*>out) == 0
+        return 0
+    if v.vt == VT_ARR and v.flags & FL_CONDS:
+        return <int64_t>(v.u & 0xFFFFFFFFULL)
+    b[0] = 0
+    b[1] = 0
+    b[2] = 0
+    b[3] = 0
+    if _conds(v, b) != 0:  # writes one byte per element (up to four)
+        return -1
+    return <int64_t>(b[0] | (<uint32_t>b[1] << 8) | (<uint32_t>b[2] << 16) | (<uint32_t>b[3] << 24))
+
+
+cdef inline void _put_tail(char* dst, uint64_t tail) noexcept nogil:
+    """Store the record's last word (conditions and code bytes, packed little-endian) in one
+    8-byte store: byte stores read back as a word by the ring copy would stall store forwarding."""
+    cdef int j
+    if TP_LITTLE_ENDIAN:
+        memcpy(dst, &tail, 8)
+    else:
+        for j in range(8):
+            dst[j] = <char>(tail >> (8 * j))
 
 
 cdef inline bint _fast_trade(const Val* vals, uint64_t seen, TradeRec* r,
                              TsCache* cache) noexcept nogil:
+    """Writes every word of ``r`` but ``seq`` (stamped by ``_write``)."""
     cdef uint64_t req = (1ULL << K_t) | (1ULL << K_i) | (1ULL << K_p) | (1ULL << K_s)
+    cdef int64_t conds
+    cdef int x, z
     if (seen & req) != req or _get_ts(&vals[K_t], &r.ts_ns, cache) != 0:
         return False
-    return (_f_id(&vals[K_i], &r.trade_id) and _f_num(&vals[K_p], &r.price)
-            and _f_num(&vals[K_s], &r.size) and _f_conds(vals, seen, r.conditions)
-            and _f_code(vals, seen, K_x, &r.exchange) and _f_code(vals, seen, K_z, &r.tape))
+    if not (_f_id(&vals[K_i], &r.trade_id) and _f_num(&vals[K_p], &r.price)
+            and _f_num(&vals[K_s], &r.size)):
+        return False
+    conds = _f_conds(vals, seen)
+    x = _f_code(vals, seen, K_x)
+    z = _f_code(vals, seen, K_z)
+    if conds < 0 or x < 0 or z < 0:
+        return False
+    _put_tail(r.conditions, <uint64_t>conds | (<uint64_t>x << 32) | (<uint64_t>z << 40))
+    return True
 
 
 cdef inline bint _fast_quote(const Val* vals, uint64_t seen, QuoteRec* r,
                              TsCache* cache) noexcept nogil:
+    """Writes every word of ``r`` but ``seq`` (stamped by ``_write``)."""
     cdef uint64_t req = (1ULL << K_t) | (1ULL << K_bp) | (1ULL << K_ap) | (1ULL << K_bs) | (1ULL << K_as)
+    cdef int64_t conds
+    cdef int bx, ax, z
     if (seen & req) != req or _get_ts(&vals[K_t], &r.ts_ns, cache) != 0:
         return False
-    return (_f_num(&vals[K_bp], &r.bid_price) and _f_num(&vals[K_ap], &r.ask_price)
-            and _f_num(&vals[K_bs], &r.bid_size) and _f_num(&vals[K_as], &r.ask_size)
-            and _f_conds(vals, seen, r.conditions) and _f_code(vals, seen, K_bx, &r.bid_exchange)
-            and _f_code(vals, seen, K_ax, &r.ask_exchange) and _f_code(vals, seen, K_z, &r.tape))
+    if not (_f_num(&vals[K_bp], &r.bid_price) and _f_num(&vals[K_ap], &r.ask_price)
+            and _f_num(&vals[K_bs], &r.bid_size) and _f_num(&vals[K_as], &r.ask_size)):
+        return False
+    conds = _f_conds(vals, seen)
+    bx = _f_code(vals, seen, K_bx)
+    ax = _f_code(vals, seen, K_ax)
+    z = _f_code(vals, seen, K_z)
+    if conds < 0 or bx < 0 or ax < 0 or z < 0:
+        return False
+    _put_tail(r.conditions, <uint64_t>conds | (<uint64_t>bx << 32) | (<uint64_t>ax << 40)
+              | (<uint64_t>z << 48))
+    return True
 
 
 cdef inline int _get_ts(const Val* v, int64_t* out, TsCache* cache) noexcept nogil:
