@@ -282,3 +282,21 @@ async def test_gc_is_frozen_while_running_and_unfrozen_after(embedded: EmbeddedB
         engine.on_frame(frame(trade("AAPL", 100.0, T0)), 0)
         engine.end_of_burst()
     assert gc.get_freeze_count() == 0
+
+
+async def test_context_becomes_stale_when_the_trading_days_pass(
+    embedded: EmbeddedBackend, tmp_path: Any
+) -> None:
+    import datetime as dt
+
+    snap = tmp_path / "context.pb"
+    write_snapshot(snap, daily_context(4))  # as of today
+    store = ContextStore(snapshot_path=snap, poll_interval_s=0.05)
+    engine = Engine(make_config(), feed=False, embedded=embedded, context_store=store)
+    async with engine:
+        assert engine.context.version == 4 and not engine.context.stale
+        today = dt.date.today()
+        assert not engine.refresh_staleness(today)
+        assert engine.refresh_staleness(today + dt.timedelta(days=10))
+        assert engine.context.stale and engine.context.version == 4
+        assert engine.refresh_staleness(today) and not engine.context.stale

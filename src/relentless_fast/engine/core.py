@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import logging
@@ -23,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +65,14 @@ log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES: Final = 1 << 16
 _BATCH_SLOTS: Final = 4096
+
+
+EXCHANGE_TZ: Final = ZoneInfo("America/New_York")
+
+
+def exchange_today() -> dt.date:
+    """Today's date at the exchange (context freshness is counted in its trading days)."""
+    return dt.datetime.now(EXCHANGE_TZ).date()
 
 
 def symbol_table(config: Config) -> SymbolTable:
@@ -226,6 +236,8 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._feed_task: asyncio.Task[None] | None = None
         self._gc_was_frozen = False
+        self._loaded: Any = None
+        """The published context in use (None: neutral)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signal_installed: int | None = None
         self._health_listeners: list[Callable[[bool], None]] = []
@@ -533,8 +545,10 @@ class Engine:
         after = 0
         if loaded is not None:
             self.set_context(self._fuse(loaded))
+            self._loaded = loaded
             after = loaded.version
         self._spawn(self._watch_context(store, after))
+        self._spawn(self._watch_staleness())
 
     def _make_store(self) -> ContextStore | None:
         arg = self._store_arg
@@ -553,7 +567,7 @@ class Engine:
         return FusedContext.from_loaded(
             loaded,
             self.table,
-            today=dt.date.today(),
+            today=exchange_today(),
             max_trading_days=self.config.engine.context_max_trading_days,
         )
 
@@ -562,12 +576,39 @@ class Engine:
             try:
                 async for loaded in store.updates(after):
                     after = loaded.version
-                    self.set_context(self._fuse(loaded))
+                    # fusing walks the context's symbols: off the loop, then one assignment on it
+                    fused = await asyncio.to_thread(self._fuse, loaded)
+                    self._loaded = loaded
+                    self.set_context(fused)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("context watcher: %s; retrying", exc)
                 await asyncio.sleep(1.0)
+
+    def refresh_staleness(self, today: dt.date | None = None) -> bool:
+        """Flag the current context stale once it is too many trading days old (the engine
+        checks every minute); True when the flag changed."""
+        loaded, ctx = self._loaded, self._context
+        if loaded is None or ctx.version != loaded.version:
+            return False
+        max_days = self.config.engine.context_max_trading_days
+        stale = not loaded.is_fresh(today or exchange_today(), max_days)
+        if stale == ctx.stale:
+            return False
+        self.set_context(dataclasses.replace(ctx, stale=stale))
+        return True
+
+    async def _watch_staleness(self, every_s: float = 60.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                loaded = self._loaded
+                if loaded is not None:  # the calendar lookup runs off the loop
+                    await asyncio.to_thread(loaded.is_fresh, exchange_today())
+                self.refresh_staleness()
+            except Exception as exc:
+                log.warning("context staleness check failed: %s", exc)
 
     # -- outputs --------------------------------------------------------------------------
 
