@@ -115,11 +115,22 @@ def encode_health_response(status: int) -> bytes:
 
 
 def encode_health_request(service: str) -> bytes:
+    """``HealthCheckRequest`` (for clients and tests)."""
     raw = service.encode()
-    return bytes((0x0A, len(raw))) + raw if raw else b""
+    if not raw:
+        return b""
+    n = len(raw)
+    length = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        length.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return b"\x0a" + bytes(length) + raw
 
 
 def decode_health_response(data: bytes) -> int:
+    """``HealthCheckResponse`` -> status (0 UNKNOWN when absent, as proto3 encodes it)."""
     return data[1] if len(data) >= 2 and data[0] == 0x08 else 0
 
 
