@@ -300,3 +300,15 @@ async def test_context_becomes_stale_when_the_trading_days_pass(
         assert engine.refresh_staleness(today + dt.timedelta(days=10))
         assert engine.context.stale and engine.context.version == 4
         assert engine.refresh_staleness(today) and not engine.context.stale
+
+
+async def test_frames_outside_the_session_are_ignored(embedded: EmbeddedBackend) -> None:
+    got = Collector()
+    engine = Engine(make_config(), feed=False, embedded=embedded, on_signals=got,
+                    context_store=False)  # fmt: skip
+    engine.on_frame(frame(trade("AAPL", 100.0, T0)), 0)  # not started
+    async with engine:
+        engine.on_frame(frame(trade("AAPL", 100.0, T0 + 1)), 0)  # answered at stop at the latest
+    engine.on_frame(frame(trade("AAPL", 100.0, T0 + 2)), 0)  # stopped
+    assert engine.counters.frames_ignored == 2 and engine.counters.frames == 1
+    assert got.records()["event_ts_ns"].tolist() == [T0 + 1]

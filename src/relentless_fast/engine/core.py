@@ -124,6 +124,8 @@ class EngineCounters:
 
     frames: int = 0
     frames_while_killed: int = 0
+    frames_ignored: int = 0
+    """Frames offered before :meth:`Engine.start` or after :meth:`Engine.stop` (not parsed)."""
     rows_submitted: int = 0
     rows_merged_in_burst: int = 0
     """Symbol updates folded into a later one of the same read burst (one row per symbol)."""
@@ -236,6 +238,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._feed_task: asyncio.Task[None] | None = None
         self._gc_was_frozen = False
+        self._accepting = False
         self._loaded: Any = None
         """The published context in use (None: neutral)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -320,6 +323,7 @@ class Engine:
         self._install_kill_signal(loop)
         if self.config.engine.busy_poll:
             loop.call_soon(self._spin)
+        self._accepting = True
         self._start_feed()
         if self.config.engine.gc_freeze:
             self._gc_was_frozen = gc.get_freeze_count() > 0
@@ -442,6 +446,8 @@ class Engine:
         self._stopped = True
         if self.feed is not None:
             self.feed.stop()
+        self._submit_dirty()  # frames already handled still get their signals
+        self._accepting = False
         if self._feed_task is not None and not self._feed_task.done():
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._feed_task), 5.0)
@@ -646,6 +652,9 @@ class Engine:
         """One raw data frame (the feed's sink call); ``payload`` is only read during the call."""
         t0 = time.perf_counter_ns()
         counters = self.counters
+        if not self._accepting:  # before start() or after stop(): not parsed
+            counters.frames_ignored += 1
+            return
         counters.frames += 1
         n = self._parse(payload)
         if n == 0:
