@@ -1051,6 +1051,7 @@ cdef const uchar* _json_object(TickParser parser, const uchar* p, const uchar* e
     cdef Py_ssize_t klen
     cdef uchar kbuf[4]
     cdef uint64_t got = 0
+    cdef uint32_t w4
     seen[0] = 0
     p = _ws(p + 1, end)
     if p >= end:
@@ -1059,38 +1060,50 @@ cdef const uchar* _json_object(TickParser parser, const uchar* p, const uchar* e
     if p[0] == 125:
         return p + 1
     while True:
-        if p[0] != 34:
-            err[0] = E_MALFORMED
-            return NULL
-        if end - p > 3 and p[2] == 34 and not _STR_STOP[p[1]]:  # one-byte key
+        if TP_LITTLE_ENDIAN and end - p > 5:
+            memcpy(&w4, p, 4)
+        else:
+            w4 = 0
+        if (w4 & 0xFFFF00FFU) == 0x3A220022U and not _STR_STOP[p[1]]:  # compact `"k":`
             kid = _KEY1[p[1]]
-            q = p + 3
-        elif end - p > 4 and p[3] == 34 and not _STR_STOP[p[1]] and not _STR_STOP[p[2]]:
+            p += 4
+        elif ((w4 & 0xFF0000FFU) == 0x22000022U and p[4] == 58 and not _STR_STOP[p[1]]
+              and not _STR_STOP[p[2]]):  # compact `"kk":`
             kid = _key_id(p + 1, 2)
-            q = p + 4
+            p += 5
         else:
-            flags = 0
-            q = _scan_string(p + 1, end, &flags, err)
-            if q == NULL:
-                return NULL
-            if flags & FL_ESC:
-                klen = _unescape(p + 1, q - p - 1, kbuf, 4)
-                kid = _key_id(kbuf, klen) if klen <= 4 else -1
-            else:
-                kid = _key_id(p + 1, q - p - 1)
-            q += 1
-        # q: just after the key's closing quote
-        if q < end and q[0] == 58:
-            p = q + 1
-        else:
-            p = _ws(q, end)
-            if p >= end:
-                err[0] = E_TRUNCATED
-                return NULL
-            if p[0] != 58:
+            if p[0] != 34:
                 err[0] = E_MALFORMED
                 return NULL
-            p += 1
+            if end - p > 3 and p[2] == 34 and not _STR_STOP[p[1]]:  # one-byte key
+                kid = _KEY1[p[1]]
+                q = p + 3
+            elif end - p > 4 and p[3] == 34 and not _STR_STOP[p[1]] and not _STR_STOP[p[2]]:
+                kid = _key_id(p + 1, 2)
+                q = p + 4
+            else:
+                flags = 0
+                q = _scan_string(p + 1, end, &flags, err)
+                if q == NULL:
+                    return NULL
+                if flags & FL_ESC:
+                    klen = _unescape(p + 1, q - p - 1, kbuf, 4)
+                    kid = _key_id(kbuf, klen) if klen <= 4 else -1
+                else:
+                    kid = _key_id(p + 1, q - p - 1)
+                q += 1
+            # q: just after the key's closing quote
+            if q < end and q[0] == 58:
+                p = q + 1
+            else:
+                p = _ws(q, end)
+                if p >= end:
+                    err[0] = E_TRUNCATED
+                    return NULL
+                if p[0] != 58:
+                    err[0] = E_MALFORMED
+                    return NULL
+                p += 1
         if p < end and _WS[p[0]]:
             p = _ws(p, end)
         if kid >= 0:
