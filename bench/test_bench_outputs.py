@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import relentless_fast_signal as rs
 
+import relentless_fast_signal as rs
 from bench.latency import percentiles, sample_ns, scaled
 from relentless_fast.outputs.tcp import TcpPublisher, TcpPublisherConfig
 from relentless_fast.outputs.udp import UdpPublisher, UdpPublisherConfig

@@ -26,8 +26,8 @@ from typing import Any
 import crc32c
 import numpy as np
 import pytest
-import relentless_fast_signal as rs
 
+import relentless_fast_signal as rs
 from bench.latency import SMOKE, percentiles, sample_ns, scaled
 
 N_SIGNALS = scaled(1_000, 50)

@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
     from relentless_fast._tickparse import TickParser, TickRings
-
     from relentless_fast.records import Kind
 
 SYMBOLS = ["AAPL", "AMD", "SPY", "BRK.B", "X"]

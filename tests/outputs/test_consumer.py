@@ -7,10 +7,10 @@ import socket
 import struct
 
 import pytest
-import relentless_fast_signal as codec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import relentless_fast_signal as codec
 from relentless_fast.outputs.consumer import (
     ConsumerError,
     MoldUDP64Tracker,

@@ -6,9 +6,10 @@ import struct
 
 import numpy as np
 import pytest
-import relentless_fast_signal as rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import relentless_fast_signal as rs
 
 
 def signals(first_seq: int, n: int) -> bytes:

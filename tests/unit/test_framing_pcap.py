@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import relentless_fast_signal as rs
 
 # ITCH 5.0 message lengths by type (the payloads in the Nasdaq MoldUDP64 samples).

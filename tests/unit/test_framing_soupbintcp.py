@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import relentless_fast_signal as rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import relentless_fast_signal as rs
 
 P = rs.SoupBinTCPPacket
 

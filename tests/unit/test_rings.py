@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from relentless_fast._tickparse import TickParser, TickRings
 
+from relentless_fast._tickparse import TickParser, TickRings
 from relentless_fast.records import DTYPES, Kind
 
 SYMBOLS = ["AAA", "BBB"]

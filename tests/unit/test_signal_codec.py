@@ -10,9 +10,10 @@ from typing import Any
 import crc32c as crc32c_ref
 import numpy as np
 import pytest
-import relentless_fast_signal as rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import relentless_fast_signal as rs
 
 FIELDS = [name for name in rs.SIGNAL_RECORD_DTYPE.names or ()]
 FLOAT_FIELDS = ("confidence", "price_target", "stop_loss", "position_size")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 import relentless_fast_signal as rs
 
 REPO = Path(__file__).resolve().parents[2]

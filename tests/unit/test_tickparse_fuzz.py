@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from relentless_fast._tickparse import TickParser, TickRings
 
+from relentless_fast._tickparse import TickParser, TickRings
 from relentless_fast.feeds.synthetic import ALL_KINDS_MIX, SyntheticFeed, format_rfc3339
 from relentless_fast.records import Kind
 from tests.reference_decoder import Pair

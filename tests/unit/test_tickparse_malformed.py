@@ -6,8 +6,8 @@ import msgpack
 import numpy as np
 import orjson
 import pytest
-from relentless_fast._tickparse import TickParser, TickRings
 
+from relentless_fast._tickparse import TickParser, TickRings
 from relentless_fast.feeds.synthetic import ALL_KINDS_MIX, SyntheticFeed
 from relentless_fast.records import Kind
 from tests.reference_decoder import Pair

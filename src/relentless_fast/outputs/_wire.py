@@ -13,6 +13,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+
 import relentless_fast_signal as codec
 
 SignalBuffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]

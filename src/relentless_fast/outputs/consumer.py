@@ -26,8 +26,8 @@ from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
-import relentless_fast_signal as codec
 
+import relentless_fast_signal as codec
 from relentless_fast.outputs._wire import MOLD_MAX_COUNT
 
 SignalCallback = Callable[[int, npt.NDArray[np.void], int], None]

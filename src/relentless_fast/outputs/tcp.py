@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Final, Self, cast
 
 import relentless_fast_signal as codec
-
 from relentless_fast.outputs._wire import (
     SIGNAL_SIZE,
     SOUP_LOGIN_LENGTH,

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Self, cast
 
 import relentless_fast_signal as codec
-
 from relentless_fast.outputs._wire import (
     MOLD_BLOCK_SIZE,
     MOLD_END_OF_SESSION,
