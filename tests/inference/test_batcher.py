@@ -100,6 +100,60 @@ def test_sub_resolution_window_flushes_at_end_of_burst() -> None:
     assert sink.rows == 3
 
 
+def burst(symbols: list[int]) -> tuple[Any, Any, Any]:
+    """``submit_burst``'s arguments: rows as :func:`rows` makes them, without context/flags."""
+    sym, ticks, _ctx, ets, _flags = rows(symbols)
+    return sym, ticks, ets
+
+
+def test_submit_burst_dispatches_at_once_when_nothing_is_pending() -> None:
+    sink = Sink()
+    b = make(sink, window_us=50)
+    sym, ticks, ets = burst([5, 1, 7])
+    b.submit_burst(sym, ticks, ets)
+    assert b.pending == 0
+    [batch] = sink.batches
+    assert [int(s) for s in batch.symbol_ids] == [5, 1, 7]
+    np.testing.assert_array_equal(batch.ticks, ticks)
+    np.testing.assert_array_equal(batch.event_ts_ns, ets)
+    assert batch.context.shape == (3, C) and not batch.context.any()
+    assert not batch.flags.any()
+    assert (batch.arrival_ns > 0).all()
+    assert b.counters.flushes["burst"] == 1
+    assert b.counters.batches_dispatched == 1 and b.counters.rows_submitted == 3
+    b.submit_burst(*burst([2]))
+    assert [x.seq for x in sink.batches] == [0, 1]
+
+
+def test_submit_burst_takes_the_queue_when_it_cannot_go_at_once() -> None:
+    # Rows already pending: the burst joins them (coalescing applies) and all leave together.
+    sink = Sink()
+    b = make(sink, window_us=50, coalesce=True)
+    sink.open = False
+    b.submit(*rows([1, 2]))
+    sink.open = True
+    b.submit_burst(*burst([2, 3]))
+    assert b.pending == 0
+    assert [[int(s) for s in x.symbol_ids] for x in sink.batches] == [[1, 2, 3]]
+    assert b.counters.rows_coalesced == 1
+    # No capacity: held in the queue until the backend frees.
+    sink.batches.clear()
+    sink.open = False
+    b.submit_burst(*burst([4]))
+    assert b.pending == 1 and sink.batches == []
+    sink.open = True
+    b.on_capacity()
+    assert sink.rows == 1
+    # More rows than one batch: full batches, then the rest at burst end.
+    sink.batches.clear()
+    b.submit_burst(*burst(list(range(10, 20))))
+    assert [len(x) for x in sink.batches] == [4, 4, 2]
+    # A window the loop's timers can honour: the rows wait for it, as with ``submit``.
+    slow = make(Sink(), window_us=100_000)
+    slow.submit_burst(*burst([1]))
+    assert slow.pending == 1
+
+
 def test_expired_window_flushes_on_next_frame() -> None:
     sink = Sink()
     b = make(sink, window_us=1000)

@@ -681,7 +681,28 @@ class Engine:
             self._burst_pending = True
             self._loop.call_soon(self._on_burst_end)
 
+    def _flush_burst(self) -> None:
+        """Submit one row per symbol touched since the last burst, and end the burst: one
+        batcher call, which dispatches the rows at once when nothing else is pending."""
+        batcher = self.batcher
+        if batcher is None:
+            return
+        if not self._touched_in_burst:
+            batcher.end_of_burst()
+            return
+        ids = np.flatnonzero(self._dirty)
+        self._dirty[ids] = False
+        self.counters.rows_merged_in_burst += self._touched_in_burst - ids.shape[0]
+        self._touched_in_burst = 0
+        sym = self._rows_of(ids, 0)
+        if sym is None:
+            batcher.end_of_burst()
+            return
+        kernel = self.kernel
+        batcher.submit_burst(sym, kernel.features[sym], kernel.event_ts_ns[sym])
+
     def _submit_dirty(self) -> None:
+        """Queue the touched symbols' rows without flushing (at shutdown)."""
         if not self._touched_in_burst:
             return
         ids = np.flatnonzero(self._dirty)
@@ -690,8 +711,9 @@ class Engine:
         self._touched_in_burst = 0
         self._submit(ids, 0)
 
-    def _submit(self, ids: npt.NDArray[Any], t0: int) -> None:
-        """Submit the current rows of ``ids`` (halted ones dropped under ``suppress``)."""
+    def _rows_of(self, ids: npt.NDArray[Any], t0: int) -> npt.NDArray[np.int32] | None:
+        """The symbols of ``ids`` whose rows go out (halted ones dropped under ``suppress``),
+        their prices noted; ``None`` when none does."""
         counters = self.counters
         if self._suppress_halted and self.halts.n_halted:
             halted = self.halts.halted[ids]
@@ -700,16 +722,27 @@ class Engine:
                 ids = ids[~halted]
         n = int(ids.shape[0])
         if n == 0:
-            return
+            return None
         sym = ids.astype(np.int32)
         if t0:
             self._frame_t0[sym] = t0
-        kernel = self.kernel
         counters.rows_submitted += n
-        self._submit_price[sym] = kernel.last_price[sym]
+        self._submit_price[sym] = self.kernel.last_price[sym]
+        return sym
+
+    def _submit(self, ids: npt.NDArray[Any], t0: int) -> None:
+        """Submit the current rows of ``ids`` (halted ones dropped under ``suppress``)."""
+        sym = self._rows_of(ids, t0)
+        if sym is None:
+            return
+        kernel = self.kernel
         assert self.batcher is not None
         self.batcher.submit(
-            sym, kernel.features[sym], self._zero_ctx[:n], kernel.event_ts_ns[sym], None
+            sym,
+            kernel.features[sym],
+            self._zero_ctx[: sym.shape[0]],
+            kernel.event_ts_ns[sym],
+            None,
         )
 
     def _spin(self) -> None:
@@ -719,17 +752,13 @@ class Engine:
 
     def _on_burst_end(self) -> None:
         self._burst_pending = False
-        self._submit_dirty()
-        if self.batcher is not None:
-            self.batcher.end_of_burst()
+        self._flush_burst()
 
     def end_of_burst(self) -> None:
         """Submit the rows of the frames handled since the last burst and let the batcher
         flush (the engine does this itself at the end of each loop iteration with frames;
         callers feeding :meth:`on_frame` directly may call it sooner)."""
-        self._submit_dirty()
-        if self.batcher is not None:
-            self.batcher.end_of_burst()
+        self._flush_burst()
 
     def on_state(self, state: FeedState, detail: str) -> None:
         """Feed state changes are logged; STALE and FAILED also at warning level."""

@@ -171,6 +171,48 @@ class MicroBatcher:
         self._append(symbol_ids, ticks, context, event_ts_ns, flags, now)
         self._flush_due(now, burst=False)
 
+    def submit_burst(
+        self,
+        symbol_ids: npt.NDArray[np.int32],
+        ticks: npt.NDArray[np.float32],
+        event_ts_ns: npt.NDArray[np.int64],
+    ) -> None:
+        """The rows of one whole read burst, then :meth:`end_of_burst`, in one call.
+
+        For a caller that already holds one row per symbol (distinct ids, each within
+        ``0..n_symbols-1``; not checked) and owns the arrays: they are handed over, not copied,
+        and must not be written afterwards. When nothing is pending, the backend has capacity,
+        the rows fit one batch and the window is shorter than the loop's timer resolution, the
+        batch leaves at once without passing through the queue (the outcome of
+        ``submit`` + ``end_of_burst`` then: one ``burst`` flush); otherwise the rows take that
+        path. Context rows are zeros (the dispatcher fuses the context).
+        """
+        n = int(symbol_ids.shape[0])
+        if n == 0:
+            return
+        context = np.zeros((n, self._ctx.shape[1]), np.float32)
+        queued = self._count or not self._sub_resolution or n > self.max_batch
+        if queued or not self._has_capacity():
+            self.submit(symbol_ids, ticks, context, event_ts_ns)
+            self.end_of_burst()
+            return
+        now = time.perf_counter_ns()
+        counters = self.counters
+        counters.rows_submitted += n
+        batch = Batch(
+            self._seq,
+            symbol_ids,
+            ticks,
+            context,
+            event_ts_ns,
+            np.full(n, now, np.int64),
+            np.zeros(n, np.uint16),
+        )
+        self._seq += 1
+        counters.flushes["burst"] += 1
+        counters.batches_dispatched += 1
+        self._dispatch(batch)
+
     def end_of_burst(self) -> None:
         """Call once the current read burst is handled (see the module docstring)."""
         if self._count:
