@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from relentless_fast.config import DEFAULT_SYMBOLS, Config, load_config
 from relentless_fast.engine.core import Engine, SignalBatch, new_event_loop
 from relentless_fast.engine.sources import SyntheticSource, render_frames, sample_recording_path
 from relentless_fast.feeds.base import BytesLike, Feed, FeedError, FeedState, FrameEncoding
+from relentless_fast.model_contract import MODEL_NAME, models_dir
 
 DEMO_SYMBOLS = DEFAULT_SYMBOLS
 
@@ -47,14 +47,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def models_dir() -> Path:
-    """``models/relentless_financial`` of the working directory, else of the source checkout."""
-    here = Path("models/relentless_financial")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[2] / "models" / "relentless_financial"
-
-
 def demo_config(args: argparse.Namespace) -> Config:
     """Embedded defaults: loopback UDP (free ports), no gRPC, no context store, no kill signal."""
     return load_config(
@@ -68,7 +60,7 @@ def demo_config(args: argparse.Namespace) -> Config:
             "outputs.udp.rerequest_port": "-1",  # loopback: a gap is a bug, not a loss
             "outputs.grpc.enabled": "false",
             "context.snapshot_path": "",
-            "inference.model_base_path": str(models_dir()),
+            "inference.model_base_path": str(models_dir() / MODEL_NAME),
         },
     )
 

@@ -37,6 +37,7 @@ sides.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -211,6 +212,25 @@ def _first_attr(module: object, names: Sequence[str]) -> Any:
         if hasattr(module, name):
             return getattr(module, name)
     raise ModelContractError(f"{module!r} defines none of {list(names)}")
+
+
+MODELS_DIR_ENV = "RELENTLESS_MODELS_DIR"
+
+
+def models_dir() -> Path:
+    """The model repository (``models/`` with ``config.pbtxt`` and ``relentless_financial/``).
+
+    ``$RELENTLESS_MODELS_DIR`` when set; else ``models/`` of the working directory (the
+    repository root, where the README's commands run); else the source checkout's ``models/``
+    (an editable install run from elsewhere). The repository is not packaged into the wheel.
+    """
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path("models")
+    if (here / MODEL_NAME).is_dir():
+        return here.resolve()
+    return Path(__file__).resolve().parents[2] / "models"
 
 
 def version_dir(base_path: str | Path, version: int) -> Path:

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-MODELS_DIR = REPO_ROOT / "models"
+from relentless_fast.model_contract import models_dir
+
+MODELS_DIR = models_dir()
 READY_MARKERS = ("Running gRPC ModelServer at", "Exporting HTTP/REST API at")
 
 
@@ -89,7 +90,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            self.args(), stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+            self.args(), stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=MODELS_DIR.parent
         )
         self._wait_ready()
         return self
