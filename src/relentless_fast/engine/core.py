@@ -789,22 +789,24 @@ class Engine:
         event_ts = result.event_ts_ns
         flags = result.flags
         keep = np.isfinite(price)
-        counters.suppressed_no_price += n - int(np.count_nonzero(keep))
-        halts = self.halts
-        halted = halts.halted[ids] if halts.n_halted else self._no_rows[:n]
-        if self._suppress_halted and halts.n_halted:
-            counters.suppressed_halted += int(np.count_nonzero(halted & keep))
-            keep &= ~halted
-        if self._luld_policy != "ignore" and halts.n_bands:
-            band = halts.at_band(ids, price)
-            if self._luld_policy == "suppress":
-                counters.suppressed_luld += int(np.count_nonzero(band & keep))
-                keep &= ~band
-            else:
-                halted = halted | band
-        if halted.any():
-            flags = flags | (halted.astype(np.uint16) * np.uint16(FLAG_HALTED))
         m = int(np.count_nonzero(keep))
+        counters.suppressed_no_price += n - m
+        halts = self.halts
+        if halts.n_halted or halts.n_bands:  # else nothing is halted or at a band
+            halted = halts.halted[ids] if halts.n_halted else self._no_rows[:n]
+            if self._suppress_halted and halts.n_halted:
+                counters.suppressed_halted += int(np.count_nonzero(halted & keep))
+                keep &= ~halted
+            if self._luld_policy != "ignore" and halts.n_bands:
+                band = halts.at_band(ids, price)
+                if self._luld_policy == "suppress":
+                    counters.suppressed_luld += int(np.count_nonzero(band & keep))
+                    keep &= ~band
+                else:
+                    halted = halted | band
+            if halted.any():
+                flags = flags | (halted.astype(np.uint16) * np.uint16(FLAG_HALTED))
+            m = int(np.count_nonzero(keep))
         if m == 0:
             return
         out = result.outputs
