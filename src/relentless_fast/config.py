@@ -262,13 +262,37 @@ class TcpOutputSection:
     window_signals: int = 65536
     heartbeat_interval_s: float = 1.0
     emission: str = "all"
+    username: str = ""
+    """SoupBinTCP login username (<= 6 characters); empty: any login is accepted."""
+    password_env: str = "RELENTLESS_SOUPBIN_PASSWORD"
+    """Environment variable holding the login password (never in this file)."""
+    client_timeout_s: float = 15.0
+    """Drop a client that sends nothing (not even a heartbeat) for this long."""
+    max_client_buffer_bytes: int = 4 << 20
+    """Unsent bytes queued for one client above which it is dropped as slow."""
 
     def check(self) -> None:
         _port("outputs.tcp.port", self.port)
         _choice("outputs.tcp.emission", self.emission, ("all", "actions", "changes"))
         _positive("outputs.tcp.heartbeat_interval_s", self.heartbeat_interval_s)
+        _positive("outputs.tcp.client_timeout_s", self.client_timeout_s)
         if self.window_signals < 1:
             raise ConfigError("outputs.tcp.window_signals", "must be >= 1")
+        if self.max_client_buffer_bytes < 1:
+            raise ConfigError("outputs.tcp.max_client_buffer_bytes", "must be >= 1")
+        if len(self.username) > 6 or not self.username.isascii():
+            raise ConfigError("outputs.tcp.username", "must be at most 6 ASCII characters")
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) for the publisher; (None, None) accepts any login."""
+        if not self.username:
+            return None, None
+        password = os.environ.get(self.password_env)
+        if password is None:
+            raise ConfigError(
+                "outputs.tcp.password_env", f"username is set but ${self.password_env} is not"
+            )
+        return self.username, password
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -376,13 +376,18 @@ class Engine:
             from relentless_fast.outputs.tcp import TcpPublisher, TcpPublisherConfig
 
             t = out.tcp
+            username, password = t.credentials()
             self.tcp = TcpPublisher(
                 TcpPublisherConfig(
                     host=t.host,
                     port=t.port,
                     session=self.session,
+                    username=username,
+                    password=password,
                     window_signals=t.window_signals,
                     heartbeat_interval_s=t.heartbeat_interval_s,
+                    client_timeout_s=t.client_timeout_s,
+                    max_client_buffer_bytes=t.max_client_buffer_bytes,
                     emission=t.emission,  # type: ignore[arg-type]
                 )
             )
