@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
 from zoneinfo import ZoneInfo
@@ -819,17 +819,11 @@ class Engine:
             ids, price, flags, event_ts = ids[keep], price[keep], flags[keep], event_ts[keep]
             out = {k: v[keep] for k, v in out.items()}
         rec = self._records[:m]
-        rec["action"] = out[OUTPUT_ACTION_PROBS].argmax(axis=1)
+        fill_model_fields(rec, out, price)
         rec["symbol_id"] = ids
         seq0 = self._sequence
         np.add(self._seq_base[:m], seq0, out=rec["sequence"])
         rec["event_ts_ns"] = event_ts
-        rec["confidence"] = out[OUTPUT_CONFIDENCE]
-        rec["price_target"] = price * (1.0 + out[OUTPUT_PRICE_TARGET_REL])
-        rec["stop_loss"] = price * (1.0 + out[OUTPUT_STOP_LOSS_REL])
-        rec["position_size"] = _unit(out[OUTPUT_POSITION_SIZE])
-        rec["risk_score"] = np.rint(_unit(out[OUTPUT_RISK_SCORE]) * 255.0)
-        rec["urgency"] = np.rint(_unit(out[OUTPUT_URGENCY]) * 255.0)
         rec["model_version"] = result.model_version
         rec["flags"] = flags
         rec["context_version"] = self._batch_ctx_version[result.batch_seq % _BATCH_SLOTS]
@@ -932,6 +926,24 @@ class Engine:
         if self.feed is not None:
             snap["feed"] = dict(_fields(self.feed.counters))
         return snap
+
+
+def fill_model_fields(
+    rec: npt.NDArray[np.void], out: Mapping[str, npt.NDArray[Any]], price: npt.NDArray[Any]
+) -> None:
+    """The signal fields a model decides, from its outputs and each row's last price.
+
+    Targets are relative to ``price`` (the contract's ``*_rel`` outputs); position size is
+    clipped to 0..1; risk and urgency are scaled to u8. The one place this mapping lives: the
+    hot path and the gRPC ``Predict`` answer both use it.
+    """
+    rec["action"] = out[OUTPUT_ACTION_PROBS].argmax(axis=1)
+    rec["confidence"] = out[OUTPUT_CONFIDENCE]
+    rec["price_target"] = price * (1.0 + out[OUTPUT_PRICE_TARGET_REL])
+    rec["stop_loss"] = price * (1.0 + out[OUTPUT_STOP_LOSS_REL])
+    rec["position_size"] = _unit(out[OUTPUT_POSITION_SIZE])
+    rec["risk_score"] = np.rint(_unit(out[OUTPUT_RISK_SCORE]) * 255.0)
+    rec["urgency"] = np.rint(_unit(out[OUTPUT_URGENCY]) * 255.0)
 
 
 def _unit(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -37,16 +37,14 @@ from google.protobuf.message import DecodeError
 from relentless_fast._proto import relentless_fast_pb2 as pb
 from relentless_fast.context.store import ContextVersionError, LoadedContext
 from relentless_fast.engine.context_state import FusedContext
-from relentless_fast.model_contract import (
-    OUTPUT_ACTION_PROBS,
-    OUTPUT_CONFIDENCE,
-    OUTPUT_POSITION_SIZE,
-    OUTPUT_PRICE_TARGET_REL,
-    OUTPUT_RISK_SCORE,
-    OUTPUT_STOP_LOSS_REL,
-    OUTPUT_URGENCY,
+from relentless_fast.engine.core import fill_model_fields
+from relentless_fast.signals import (
+    FLAG_CONTEXT_STALE,
+    SIGNAL_RECORD_DTYPE,
+    SIGNAL_SIZE,
+    pack,
+    unpack,
 )
-from relentless_fast.signals import SIGNAL_RECORD_DTYPE, SIGNAL_SIZE, pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -409,19 +407,13 @@ class EngineGrpcServer:
         ctx = fused if fused is not None else engine.context
         out = engine.embedded.run("stable", row[None, :], ctx.rows[sid : sid + 1])
         rec = np.zeros(1, SIGNAL_RECORD_DTYPE)
-        rec["action"] = out[OUTPUT_ACTION_PROBS].argmax(axis=1)
+        fill_model_fields(rec, out, np.full(1, price))
         rec["symbol_id"] = sid
         rec["event_ts_ns"] = max(0, int(tick.timestamp))
         rec["emit_ts_ns"] = time.time_ns()
-        rec["confidence"] = out[OUTPUT_CONFIDENCE]
-        rec["price_target"] = price * (1.0 + out[OUTPUT_PRICE_TARGET_REL])
-        rec["stop_loss"] = price * (1.0 + out[OUTPUT_STOP_LOSS_REL])
-        rec["position_size"] = np.clip(out[OUTPUT_POSITION_SIZE], 0.0, 1.0)
-        rec["risk_score"] = np.rint(np.clip(out[OUTPUT_RISK_SCORE], 0.0, 1.0) * 255.0)
-        rec["urgency"] = np.rint(np.clip(out[OUTPUT_URGENCY], 0.0, 1.0) * 255.0)
         rec["strategy_id"] = engine.config.engine.strategy_id
         rec["model_version"] = engine.embedded.version("stable")
-        rec["flags"] = 2 if ctx.stale else 0
+        rec["flags"] = FLAG_CONTEXT_STALE if ctx.stale else 0
         rec["context_version"] = ctx.version
         packed = pack(rec)
         return _signal_message(rec[0], bytes(packed), table)
