@@ -39,7 +39,7 @@ from picows import (
     ws_create_server,
 )
 
-from relentless_fast.feeds.alpaca import msgpack_loads
+from relentless_fast.feeds.alpaca import CHANNELS, msgpack_loads
 from relentless_fast.feeds.base import FrameEncoding
 from relentless_fast.feeds.synthetic import SyntheticFeed, format_rfc3339, msgpack_dumps
 
@@ -71,16 +71,7 @@ ERROR_MESSAGES: Final[dict[int, str]] = {
     500: "internal error",
 }
 
-_SUB_KEYS: Final = (
-    "trades",
-    "quotes",
-    "bars",
-    "updatedBars",
-    "dailyBars",
-    "statuses",
-    "lulds",
-    "imbalances",
-)
+_SUB_KEYS: Final = CHANNELS  # the subscribe keys the protocol defines, in one place
 _CLOSING_ERRORS: Final = frozenset((402, 404, 406, 407, 408, 409, 411))
 """Errors after which the server closes the connection."""
 
