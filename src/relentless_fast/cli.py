@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "relentless_fast.feeds.cli",
     "relentless_fast.outputs.cli",
     "relentless_fast.engine.cli",
+    "relentless_fast.monitor.cli",
 )
 
 

@@ -326,6 +326,49 @@ class OutputsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MonitorSection:
+    """``[monitor]``: Prometheus metrics endpoint and the audit log of every signal."""
+
+    metrics_enabled: bool = True
+    """Serve ``/metrics`` (Prometheus text format), ``/healthz`` and ``/snapshot`` over HTTP."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 8630
+    """0 picks a free port."""
+    metrics_required: bool = False
+    """Refuse to start when the metrics port cannot be bound; false: log the error and run
+    without metrics (a second engine or the demo next to a running one still starts)."""
+    audit_enabled: bool = True
+    """Log every emitted signal (whatever each output's emission policy) to ``audit_dir``."""
+    audit_dir: str = "var/audit"
+    """Journal and Parquet files, ``<YYYY-MM-DD>_<session>_<part>``; relative to the working
+    directory."""
+    audit_buffer_signals: int = 262_144
+    """Signals buffered in memory while the disk catches up (64 bytes each); more are dropped
+    and counted, never waited for."""
+    audit_flush_interval_ms: float = 10.0
+    """The writer thread hands buffered signals to the kernel at least this often: the most a
+    killed engine (SIGKILL) can lose."""
+    audit_fsync_interval_s: float = 1.0
+    """``fsync`` the journal at most this often (0: only at rotation and close): what a power
+    loss can lose in addition."""
+    audit_rotate_signals: int = 1_000_000
+    """Signals per journal part; a full part is converted to Parquet while the next fills."""
+
+    def check(self) -> None:
+        _port("monitor.metrics_port", self.metrics_port)
+        if self.audit_enabled and not self.audit_dir:
+            raise ConfigError("monitor.audit_dir", "empty while monitor.audit_enabled is true")
+        if self.audit_buffer_signals < 1024:
+            raise ConfigError("monitor.audit_buffer_signals", "must be >= 1024")
+        if not 0 < self.audit_flush_interval_ms <= 10_000:
+            raise ConfigError("monitor.audit_flush_interval_ms", "must be > 0 and <= 10000")
+        if self.audit_fsync_interval_s < 0:
+            raise ConfigError("monitor.audit_fsync_interval_s", "must be >= 0")
+        if self.audit_rotate_signals < 1:
+            raise ConfigError("monitor.audit_rotate_signals", "must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole ``relentless.toml``."""
 
@@ -335,6 +378,7 @@ class Config:
     inference: InferenceSection = field(default_factory=InferenceSection)
     context: ContextConfig = field(default_factory=ContextConfig)
     outputs: OutputsSection = field(default_factory=OutputsSection)
+    monitor: MonitorSection = field(default_factory=MonitorSection)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on the first bad value (sections check their own)."""
@@ -343,6 +387,7 @@ class Config:
         self.features.check()
         self.inference.check()
         self.outputs.check()
+        self.monitor.check()
 
 
 # -- loading --------------------------------------------------------------------------------------
