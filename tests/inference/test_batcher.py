@@ -354,3 +354,27 @@ def test_bad_input_is_a_clear_error() -> None:
         b.submit(sym, ticks, ctx[:, :1], ets)
     assert b.pending == 0
     assert b.counters.rows_submitted == 0
+
+
+def test_a_rejected_frame_changes_nothing_mid_stream() -> None:
+    """Checked before any coalescing, append or drop: pending rows and counters stay as before."""
+    sink = Sink()
+    sink.open = False
+    b = make(sink, coalesce=True, queue_rows=4)
+    start = _NEXT[0]
+    b.submit(*rows([1, 2, 3]))
+    c = b.counters
+    before = (b.pending, c.rows_submitted, c.rows_coalesced, c.rows_dropped)
+    # Would coalesce 1, dedupe 5 and overflow the queue, but the last id is out of range.
+    sym, ticks, ctx, ets, flags = rows([1, 5, 5, 6, 64])
+    with pytest.raises(ValueError, match="symbol id outside"):
+        b.submit(sym, ticks, ctx, ets, flags)
+    with pytest.raises(ValueError, match="ticks must be float32, got float64"):
+        b.submit(sym[:4], ticks[:4].astype(np.float64), ctx[:4], ets[:4], flags[:4])
+    assert (b.pending, c.rows_submitted, c.rows_coalesced, c.rows_dropped) == before
+    sink.open = True
+    b.flush()
+    (batch,) = sink.batches
+    assert batch.symbol_ids.tolist() == [1, 2, 3]
+    assert batch.ticks[:, 0].tolist() == [start, start + 1, start + 2]
+    assert not batch.flags.any()
