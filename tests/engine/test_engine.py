@@ -98,7 +98,7 @@ async def test_frames_are_answered_when_the_loop_iteration_ends(
     assert sorted(rec["symbol_id"].tolist()) == [0, 1]
     aapl = rec[rec["symbol_id"] == 0][0]
     assert aapl["event_ts_ns"] == T0 + 2
-    assert engine.counters.rows_merged_in_burst == 1
+    assert engine.emitter.merged == 1
 
 
 async def test_context_swap_is_picked_up_on_the_next_batch(embedded: EmbeddedBackend) -> None:
@@ -153,7 +153,7 @@ async def test_halt_suppresses_until_trade_resumption(embedded: EmbeddedBackend)
         engine.on_frame(frame(trade("NVDA", 10.0, T0 - 1), halt), 0)
         engine.on_frame(frame(trade("NVDA", 10.1, T0 + 1)), 0)
         engine.end_of_burst()
-        assert got.batches == [] and engine.counters.suppressed_halted >= 1
+        assert got.batches == [] and engine.emitter.suppressed_halted >= 1
         engine.on_frame(frame(resume, trade("NVDA", 10.2, T0 + 4)), 0)
         engine.end_of_burst()
     rec = got.records()

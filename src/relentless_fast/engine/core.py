@@ -21,14 +21,15 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Final, Self
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
+from relentless_fast._emit import LULD_FLAG, LULD_IGNORE, LULD_SUPPRESS, Emitter
 from relentless_fast._features import FeatureKernel
 from relentless_fast._tickparse import TickParser, TickRings
 from relentless_fast.config import Config
@@ -38,25 +39,15 @@ from relentless_fast.engine.halts import HaltTracker
 from relentless_fast.feeds.base import BytesLike, Feed, FeedError, FeedState, FrameEncoding
 from relentless_fast.inference.batch import (
     FLAG_CONTEXT_STALE,
-    FLAG_HALTED,
     Batch,
     BatchResult,
+    DropReason,
     InferenceCounters,
 )
-from relentless_fast.inference.batcher import MicroBatcher
+from relentless_fast.inference.batcher import LOOP_TIMER_RESOLUTION_US, MicroBatcher
 from relentless_fast.inference.embedded import EmbeddedBackend, LiteRTModel
 from relentless_fast.inference.pipeline import InferencePipeline, PipelineOptions
-from relentless_fast.model_contract import (
-    OUTPUT_ACTION_PROBS,
-    OUTPUT_CONFIDENCE,
-    OUTPUT_POSITION_SIZE,
-    OUTPUT_PRICE_TARGET_REL,
-    OUTPUT_RISK_SCORE,
-    OUTPUT_STOP_LOSS_REL,
-    OUTPUT_URGENCY,
-    load_contract,
-    version_dir,
-)
+from relentless_fast.model_contract import OUTPUT_NAMES, load_contract, version_dir
 from relentless_fast.outputs.udp import default_session
 from relentless_fast.signals import SIGNAL_RECORD_DTYPE, SIGNAL_SIZE, pack_into
 from relentless_fast.symbols import SymbolTable
@@ -65,6 +56,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES: Final = 1 << 16
 _BATCH_SLOTS: Final = 4096
+_LULD_POLICY: Final = {"flag": LULD_FLAG, "suppress": LULD_SUPPRESS, "ignore": LULD_IGNORE}
 
 
 EXCHANGE_TZ: Final = ZoneInfo("America/New_York")
@@ -120,49 +112,31 @@ class SignalBatch:
 
 @dataclass(slots=True)
 class EngineCounters:
-    """What the engine did (monotonic counts; the feed, parser and outputs keep their own)."""
+    """What the engine did (monotonic counts). Row-level counts (rows to the model, suppressed
+    signals, latency samples) live in the engine's :class:`~relentless_fast._emit.Emitter`; the
+    feed, parser, inference and outputs keep their own; :meth:`Engine.snapshot` has them all."""
 
     frames: int = 0
     frames_while_killed: int = 0
     frames_ignored: int = 0
     """Frames offered before :meth:`Engine.start` or after :meth:`Engine.stop` (not parsed)."""
-    rows_submitted: int = 0
-    rows_merged_in_burst: int = 0
-    """Symbol updates folded into a later one of the same read burst (one row per symbol)."""
     signals_emitted: int = 0
-    suppressed_halted: int = 0
-    suppressed_luld: int = 0
-    suppressed_no_price: int = 0
     discarded_killed: int = 0
     context_swaps: int = 0
     callback_errors: int = 0
     iterator_drops: int = 0
     """Batches an async-iterator consumer did not take in time (its queue was full)."""
     feed_errors: int = 0
-    latency_ns: npt.NDArray[np.int64] = field(
-        default_factory=lambda: np.zeros(LATENCY_SAMPLES, np.int64), repr=False
-    )
-    latency_count: int = 0
 
-    def record_latency(self, samples: npt.NDArray[np.int64]) -> None:
-        n = samples.shape[0]
-        if n > LATENCY_SAMPLES:
-            samples, n = samples[-LATENCY_SAMPLES:], LATENCY_SAMPLES
-        pos = self.latency_count % LATENCY_SAMPLES
-        head = min(n, LATENCY_SAMPLES - pos)
-        self.latency_ns[pos : pos + head] = samples[:head]
-        if head < n:
-            self.latency_ns[: n - head] = samples[head:]
-        self.latency_count += n
 
-    def latency_us(self) -> dict[str, float]:
-        """Frame-in to signal-packed latency (µs, CLOCK_MONOTONIC): P50/P99/P99.9/max."""
-        n = min(self.latency_count, LATENCY_SAMPLES)
-        if n == 0:
-            return {}
-        lat = self.latency_ns[:n] / 1000.0
-        p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
-        return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(lat.max())}
+def latency_percentiles_us(ring: npt.NDArray[np.int64], count: int) -> dict[str, float]:
+    """P50/P99/P99.9/max (µs) of the newest ``min(count, len(ring))`` samples (ns) of a ring."""
+    n = min(count, ring.shape[0])
+    if n == 0:
+        return {}
+    lat = ring[:n] / 1000.0
+    p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+    return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(lat.max())}
 
 
 Listener = Callable[[SignalBatch], None]
@@ -248,28 +222,36 @@ class Engine:
         self.remote: Any = None
         self.batcher: MicroBatcher | None = None
         # preallocated per-row state
-        qmax = max(cfg.inference.max_batch, cfg.inference.queue_rows)
+        qmax = max(
+            cfg.inference.max_batch, cfg.inference.queue_rows, max(cfg.inference.batch_sizes)
+        )
         self._records = np.zeros(qmax, SIGNAL_RECORD_DTYPE)
-        self._records["strategy_id"] = cfg.engine.strategy_id
         self._packed = bytearray(qmax * SIGNAL_SIZE)
         self._packed_view = memoryview(self._packed)
-        self._seq_base = np.arange(1, qmax + 1, dtype=np.uint64)
-        self._zero_ctx = np.zeros((qmax, self._context.rows.shape[1]), np.float32)
-        self._frame_t0 = np.zeros(n, np.int64)
-        self._submit_price = np.full(n, np.nan)
-        """Each symbol's last price when its newest row was submitted (the row's price)."""
+        self.emitter = Emitter(
+            self.kernel.features,
+            self.kernel.last_price,
+            self.kernel.event_ts_ns,
+            self.halts.halted,
+            self.halts.limit_up,
+            self.halts.limit_down,
+            self._records,
+            strategy_id=cfg.engine.strategy_id,
+            suppress_halted=cfg.engine.halt_policy == "suppress",
+            luld_policy=_LULD_POLICY[cfg.engine.luld_policy],
+            latency_samples=LATENCY_SAMPLES,
+        )
+        self.emitter.set_context(self._context.rows, self._context.version, self._context.stale)
+        self._invokes: tuple[Callable[[], None], ...] = ()
+        """Bucket ``Invoke`` calls of the embedded fast path (empty: the batcher path serves)."""
+        self._model_version = self.embedded.version("stable")
         self._flush_each_frame = cfg.inference.flush_each_frame
         self._burst_pending = False
-        self._no_rows = np.zeros(qmax, np.bool_)
-        self._dirty = np.zeros(n, np.bool_)
-        self._touched_in_burst = 0
         self._batch_ctx_version = np.zeros(_BATCH_SLOTS, np.uint32)
         self._sequence = 0
         parse = self.parser.parse_json
         self._parse_json, self._parse_msgpack = parse, self.parser.parse_msgpack
         self._parse = parse
-        self._suppress_halted = cfg.engine.halt_policy == "suppress"
-        self._luld_policy = cfg.engine.luld_policy
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -310,6 +292,8 @@ class Engine:
             loop=loop,
         )
         self.pipeline.on_capacity = self.batcher.on_capacity
+        if self.remote is None and router is None and ic.window_us < LOOP_TIMER_RESOLUTION_US:
+            self._bind_fast_path()
         try:
             await self.pipeline.warmup()
         except Exception as exc:  # the remote is down: start on the embedded fallback
@@ -330,6 +314,15 @@ class Engine:
             gc.collect()
             gc.freeze()
         self._notify_health()
+
+    def _bind_fast_path(self) -> None:
+        """Embedded stable model, no canary, sub-millisecond window: a burst's rows go straight
+        into a LiteRT bucket's input tensors and its outputs straight into signal records (the
+        batcher would dispatch them at once anyway; see docs/engine.md)."""
+        buckets = self.embedded.models["stable"].buckets
+        for b in buckets:
+            self.emitter.add_bucket(b.ticks, b.context, tuple(b.outputs[n] for n in OUTPUT_NAMES))
+        self._invokes = tuple(b.invoke for b in buckets)
 
     async def _start_remote(self) -> Any:
         """The TF Serving gRPC backend when ``inference.backend = "grpc"`` (embedded: fallback)."""
@@ -451,7 +444,7 @@ class Engine:
         self._stopped = True
         if self.feed is not None:
             self.feed.stop()
-        self._submit_dirty()  # frames already handled still get their signals
+        self._flush_burst()  # frames already handled still get their signals
         self._accepting = False
         if self._feed_task is not None and not self._feed_task.done():
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -517,8 +510,7 @@ class Engine:
         self._killed = True
         self.kill_reason = reason or "kill switch"
         log.warning("KILL SWITCH: %s; no further signals this session", self.kill_reason)
-        self._dirty[:] = False
-        self._touched_in_burst = 0
+        self.counters.discarded_killed += self.emitter.discard()
         if self.batcher is not None:
             self.batcher.close()  # pending rows are dropped (counted as shutdown)
         self._notify_health()
@@ -541,6 +533,7 @@ class Engine:
                 f"context rows {context.rows.shape}, engine needs {self._context.rows.shape}"
             )
         self._context = context
+        self.emitter.set_context(context.rows, context.version, context.stale)
         self.counters.context_swaps += 1
         log.info("context v%d in use (stale=%s)", context.version, context.stale)
 
@@ -664,91 +657,62 @@ class Engine:
         n = self._parse(payload)
         if n == 0:
             return
-        parser = self.parser
-        touched = parser.touched
+        touched = self.parser.touched
         self.kernel.update(touched, n)
-        ids = touched[:n]
-        self.halts.update(ids)
+        self.halts.update(touched[:n])
         if self._killed:
             counters.frames_while_killed += 1
             return
+        # Mark the symbols; their rows go out once, in bulk, when the loop iteration's callbacks
+        # are done (a read burst), each with its symbol's newest state; or now, per frame.
+        self.emitter.mark(touched, n, t0)
         if self._flush_each_frame:
-            self._submit(ids, t0)
-            assert self.batcher is not None
-            self.batcher.flush()
-            return
-        # Mark the symbols; their rows are submitted once, in bulk, when the loop iteration's
-        # callbacks are done (a read burst): each carries its symbol's newest state.
-        self._dirty[ids] = True
-        self._frame_t0[ids] = t0
-        self._touched_in_burst += n
-        if not self._burst_pending and self._loop is not None:
+            self._flush_burst()
+        elif not self._burst_pending and self._loop is not None:
             self._burst_pending = True
             self._loop.call_soon(self._on_burst_end)
 
     def _flush_burst(self) -> None:
-        """Submit one row per symbol touched since the last burst, and end the burst: one
-        batcher call, which dispatches the rows at once when nothing else is pending."""
+        """One row per symbol marked since the last burst: through the embedded fast path, or
+        submitted to the micro-batcher in one call, which then ends its burst."""
+        emitter = self.emitter
+        if self._killed:
+            self.counters.discarded_killed += emitter.discard()
+            return
         batcher = self.batcher
+        if self._invokes and (batcher is None or not batcher.pending):
+            self._run_fast_path()
+            return
         if batcher is None:
             return
-        if not self._touched_in_burst:
+        n = emitter.collect()
+        if n == 0:
             batcher.end_of_burst()
             return
-        ids = np.flatnonzero(self._dirty)
-        self._dirty[ids] = False
-        self.counters.rows_merged_in_burst += self._touched_in_burst - ids.shape[0]
-        self._touched_in_burst = 0
-        sym = self._rows_of(ids, 0)
-        if sym is None:
-            batcher.end_of_burst()
-            return
+        sym = emitter.ids[:n].copy()
         kernel = self.kernel
         batcher.submit_burst(sym, kernel.features[sym], kernel.event_ts_ns[sym])
 
-    def _submit_dirty(self) -> None:
-        """Queue the touched symbols' rows without flushing (at shutdown)."""
-        if not self._touched_in_burst:
-            return
-        ids = np.flatnonzero(self._dirty)
-        self._dirty[ids] = False
-        self.counters.rows_merged_in_burst += self._touched_in_burst - ids.shape[0]
-        self._touched_in_burst = 0
-        self._submit(ids, 0)
-
-    def _rows_of(self, ids: npt.NDArray[Any], t0: int) -> npt.NDArray[np.int32] | None:
-        """The symbols of ``ids`` whose rows go out (halted ones dropped under ``suppress``),
-        their prices noted; ``None`` when none does."""
-        counters = self.counters
-        if self._suppress_halted and self.halts.n_halted:
-            halted = self.halts.halted[ids]
-            if halted.any():
-                counters.suppressed_halted += int(np.count_nonzero(halted))
-                ids = ids[~halted]
-        n = int(ids.shape[0])
-        if n == 0:
-            return None
-        sym = ids.astype(np.int32)
-        if t0:
-            self._frame_t0[sym] = t0
-        counters.rows_submitted += n
-        self._submit_price[sym] = self.kernel.last_price[sym]
-        return sym
-
-    def _submit(self, ids: npt.NDArray[Any], t0: int) -> None:
-        """Submit the current rows of ``ids`` (halted ones dropped under ``suppress``)."""
-        sym = self._rows_of(ids, t0)
-        if sym is None:
-            return
-        kernel = self.kernel
-        assert self.batcher is not None
-        self.batcher.submit(
-            sym,
-            kernel.features[sym],
-            self._zero_ctx[: sym.shape[0]],
-            kernel.event_ts_ns[sym],
-            None,
-        )
+    def _run_fast_path(self) -> None:
+        """Stage the marked rows into a bucket, invoke it, fill and publish the signals; chunks
+        of the largest bucket's size when more rows are marked."""
+        emitter = self.emitter
+        k = emitter.stage()
+        while k >= 0:
+            try:
+                self._invokes[k]()
+            except Exception:
+                self.inference_counters.drop(DropReason.BACKEND_ERROR, emitter.staged)
+                log.exception("embedded backend failed on %d rows", emitter.staged)
+            else:
+                seq0 = self._sequence
+                m = emitter.finish(
+                    seq0, time.time_ns(), time.perf_counter_ns(), self._model_version
+                )
+                if m:
+                    self._sequence = seq0 + m
+                    self._emit(m, seq0 + 1)
+            k = emitter.stage_next()
 
     def _spin(self) -> None:
         """One ready callback per loop iteration: the loop polls I/O without sleeping."""
@@ -784,55 +748,42 @@ class Engine:
         self.pipeline.dispatch(batch)
 
     def _on_result(self, result: BatchResult) -> None:
+        """Signals from a batch served through the batcher and pipeline."""
         n = len(result)
-        counters = self.counters
         if self._killed:
-            counters.discarded_killed += n
-            return
-        ids = result.symbol_ids
-        price = self._submit_price[ids]
-        event_ts = result.event_ts_ns
-        flags = result.flags
-        keep = np.isfinite(price)
-        m = int(np.count_nonzero(keep))
-        counters.suppressed_no_price += n - m
-        halts = self.halts
-        if halts.n_halted or halts.n_bands:  # else nothing is halted or at a band
-            halted = halts.halted[ids] if halts.n_halted else self._no_rows[:n]
-            if self._suppress_halted and halts.n_halted:
-                counters.suppressed_halted += int(np.count_nonzero(halted & keep))
-                keep &= ~halted
-            if self._luld_policy != "ignore" and halts.n_bands:
-                band = halts.at_band(ids, price)
-                if self._luld_policy == "suppress":
-                    counters.suppressed_luld += int(np.count_nonzero(band & keep))
-                    keep &= ~band
-                else:
-                    halted = halted | band
-            if halted.any():
-                flags = flags | (halted.astype(np.uint16) * np.uint16(FLAG_HALTED))
-            m = int(np.count_nonzero(keep))
-        if m == 0:
+            self.counters.discarded_killed += n
             return
         out = result.outputs
-        if m != n:
-            ids, price, flags, event_ts = ids[keep], price[keep], flags[keep], event_ts[keep]
-            out = {k: v[keep] for k, v in out.items()}
-        rec = self._records[:m]
-        fill_model_fields(rec, out, price)
-        rec["symbol_id"] = ids
         seq0 = self._sequence
-        np.add(self._seq_base[:m], seq0, out=rec["sequence"])
-        rec["event_ts_ns"] = event_ts
-        rec["model_version"] = result.model_version
-        rec["flags"] = flags
-        rec["context_version"] = self._batch_ctx_version[result.batch_seq % _BATCH_SLOTS]
-        rec["emit_ts_ns"] = time.time_ns()
+        probs, conf, target, stop, size, risk, urgency = (
+            np.ascontiguousarray(out[name], np.float32) for name in OUTPUT_NAMES
+        )
+        m = self.emitter.fill(
+            np.ascontiguousarray(result.symbol_ids, np.int32),
+            np.ascontiguousarray(result.flags, np.uint16),
+            probs,
+            conf,
+            target,
+            stop,
+            size,
+            risk,
+            urgency,
+            context_version=int(self._batch_ctx_version[result.batch_seq % _BATCH_SLOTS]),
+            model_version=result.model_version,
+            seq0=seq0,
+            emit_ts_ns=time.time_ns(),
+            now_ns=time.perf_counter_ns(),
+        )
+        if m:
+            self._sequence = seq0 + m
+            self._emit(m, seq0 + 1)
+
+    def _emit(self, m: int, first_seq: int) -> None:
+        """Pack ``records[:m]`` (one Rust call) and hand the batch to every output."""
+        rec = self._records[:m]
         nbytes = pack_into(rec, self._packed)
-        self._sequence = seq0 + m
-        counters.signals_emitted += m
-        counters.record_latency(time.perf_counter_ns() - self._frame_t0[ids])
-        self._publish(rec, nbytes, m, seq0 + 1)
+        self.counters.signals_emitted += m
+        self._publish(rec, nbytes, m, first_seq)
 
     def _publish(self, rec: npt.NDArray[np.void], nbytes: int, m: int, first_seq: int) -> None:
         if self.udp is not None:
@@ -879,6 +830,7 @@ class Engine:
     def snapshot(self) -> dict[str, Any]:
         """Every counter as plain values (engine, parser, inference, outputs)."""
         c = self.counters
+        em = self.emitter
         ic = self.inference_counters
         parser = self.parser
         snap: dict[str, Any] = {
@@ -888,22 +840,22 @@ class Engine:
             "frames": c.frames,
             "ticks": int(parser.record_counts.sum()),
             "parser_drops": {k: v for k, v in parser.drops().items() if v},
-            "rows_submitted": c.rows_submitted,
-            "rows_coalesced": ic.rows_coalesced + c.rows_merged_in_burst,
+            "rows_submitted": em.rows,
+            "rows_coalesced": ic.rows_coalesced + em.merged,
             "inference_drops": {r.name.lower(): v for r, v in ic.dropped.items() if v},
-            "batches": ic.batches_dispatched,
+            "batches": ic.batches_dispatched + em.batches,
             "signals": c.signals_emitted,
             "last_sequence": self._sequence,
             "suppressed": {
-                "halted": c.suppressed_halted,
-                "luld": c.suppressed_luld,
-                "no_price": c.suppressed_no_price,
+                "halted": em.suppressed_halted,
+                "luld": em.suppressed_luld,
+                "no_price": em.suppressed_no_price,
                 "killed": c.discarded_killed,
             },
             "context_version": self._context.version,
             "context_stale": self._context.stale,
             "context_swaps": c.context_swaps,
-            "latency_us": c.latency_us(),
+            "latency_us": latency_percentiles_us(em.latency_ns, em.latency_count),
             "rows_fallback": ic.rows_fallback,
         }
         if self.remote is not None and self.pipeline is not None:
@@ -926,30 +878,6 @@ class Engine:
         if self.feed is not None:
             snap["feed"] = dict(_fields(self.feed.counters))
         return snap
-
-
-def fill_model_fields(
-    rec: npt.NDArray[np.void], out: Mapping[str, npt.NDArray[Any]], price: npt.NDArray[Any]
-) -> None:
-    """The signal fields a model decides, from its outputs and each row's last price.
-
-    Targets are relative to ``price`` (the contract's ``*_rel`` outputs); position size is
-    clipped to 0..1; risk and urgency are scaled to u8. The one place this mapping lives: the
-    hot path and the gRPC ``Predict`` answer both use it.
-    """
-    rec["action"] = out[OUTPUT_ACTION_PROBS].argmax(axis=1)
-    rec["confidence"] = out[OUTPUT_CONFIDENCE]
-    rec["price_target"] = price * (1.0 + out[OUTPUT_PRICE_TARGET_REL])
-    rec["stop_loss"] = price * (1.0 + out[OUTPUT_STOP_LOSS_REL])
-    rec["position_size"] = _unit(out[OUTPUT_POSITION_SIZE])
-    rec["risk_score"] = np.rint(_unit(out[OUTPUT_RISK_SCORE]) * 255.0)
-    rec["urgency"] = np.rint(_unit(out[OUTPUT_URGENCY]) * 255.0)
-
-
-def _unit(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """``x`` clipped to [0, 1] (two ufuncs: ``np.clip``'s wrapper costs more than both)."""
-    out: npt.NDArray[np.float32] = np.minimum(np.maximum(x, 0.0), 1.0)
-    return out
 
 
 def _fields(obj: Any) -> list[tuple[str, Any]]:

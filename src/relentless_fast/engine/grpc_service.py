@@ -34,10 +34,10 @@ import numpy as np
 from google.protobuf import empty_pb2, wrappers_pb2
 from google.protobuf.message import DecodeError
 
+from relentless_fast._emit import fill_model_fields
 from relentless_fast._proto import relentless_fast_pb2 as pb
 from relentless_fast.context.store import ContextVersionError, LoadedContext
 from relentless_fast.engine.context_state import FusedContext
-from relentless_fast.engine.core import fill_model_fields
 from relentless_fast.signals import (
     FLAG_CONTEXT_STALE,
     SIGNAL_RECORD_DTYPE,
