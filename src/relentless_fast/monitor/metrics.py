@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Final
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ def quantile_label(key: str) -> str:
     if key == "max":
         return "1"
     if key.startswith("p"):
-        with contextlib.suppress(ValueError):
-            return format_value(float(key[1:]) / 100.0)
+        with contextlib.suppress(ArithmeticError):
+            return format((Decimal(key[1:]) / 100).normalize(), "f")
     return key
 
 
