@@ -8,10 +8,13 @@ state is three preallocated arrays and a frame generation number (no clearing pe
 """
 
 cimport cython
+cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
 import numpy as np
+
+cnp.import_array()
 
 ctypedef const char* cbytes
 
@@ -30,6 +33,36 @@ cdef struct Src:
     Py_ssize_t ets_s
     cbytes flags  # NULL: no flags given (zeros)
     Py_ssize_t flags_s
+
+
+cdef inline bint _fits(object a, int typenum, int ndim) noexcept:
+    """``a`` is an aligned, native-endian ndarray of ``typenum`` and ``ndim`` (no buffer taken)."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int t = cnp.PyArray_TYPE(arr)
+    return (
+        cnp.PyArray_NDIM(arr) == ndim
+        and (t == typenum or cnp.PyArray_EquivTypenums(t, typenum))
+        and cnp.PyArray_ISALIGNED(arr)
+        and cnp.PyArray_ISNOTSWAPPED(arr)
+    )
+
+
+cdef inline void* _ptr(object a) noexcept:
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline cbytes _data(object a) noexcept:
+    return <cbytes>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline Py_ssize_t _dim(object a, int axis) noexcept:
+    return cnp.PyArray_DIM(<cnp.ndarray>a, axis)
+
+
+cdef inline Py_ssize_t _stride(object a, int axis) noexcept:
+    return cnp.PyArray_STRIDE(<cnp.ndarray>a, axis)
 
 
 cdef inline int32_t _sym_at(const Src* src, Py_ssize_t i) noexcept nogil:
@@ -128,10 +161,9 @@ cdef class BatchQueue:
         self.count = 0
         self._head = 0
         self._gen = 0
-        # One spare row on the 2-d arrays, so a zero-width context still has a valid address.
         sym = np.zeros(capacity, np.int32)
-        ticks = np.zeros((capacity + 1, n_features), np.float32)
-        ctx = np.zeros((capacity + 1, context_dim), np.float32)
+        ticks = np.zeros((capacity, n_features), np.float32)
+        ctx = np.zeros((capacity, context_dim), np.float32)
         ets = np.zeros(capacity, np.int64)
         arrival = np.zeros(capacity, np.int64)
         enqueued = np.zeros(capacity, np.int64)
@@ -141,17 +173,17 @@ cdef class BatchQueue:
         last = np.zeros(n_symbols, np.int32)
         dup = np.zeros(n_symbols, np.uint8)
         self._arrays = (sym, ticks, ctx, ets, arrival, enqueued, flags, slot_of, seen, last, dup)
-        self._sym = <int32_t*><size_t>sym.ctypes.data
-        self._ticks = <float*><size_t>ticks.ctypes.data
-        self._ctx = <float*><size_t>ctx.ctypes.data
-        self._ets = <int64_t*><size_t>ets.ctypes.data
-        self._arrival = <int64_t*><size_t>arrival.ctypes.data
-        self._enqueued = <int64_t*><size_t>enqueued.ctypes.data
-        self._flags = <uint16_t*><size_t>flags.ctypes.data
-        self._slot_of = <int32_t*><size_t>slot_of.ctypes.data
-        self._seen = <int64_t*><size_t>seen.ctypes.data
-        self._last = <int32_t*><size_t>last.ctypes.data
-        self._dup = <uint8_t*><size_t>dup.ctypes.data
+        self._sym = <int32_t*>_ptr(sym)
+        self._ticks = <float*>_ptr(ticks)
+        self._ctx = <float*>_ptr(ctx)
+        self._ets = <int64_t*>_ptr(ets)
+        self._arrival = <int64_t*>_ptr(arrival)
+        self._enqueued = <int64_t*>_ptr(enqueued)
+        self._flags = <uint16_t*>_ptr(flags)
+        self._slot_of = <int32_t*>_ptr(slot_of)
+        self._seen = <int64_t*>_ptr(seen)
+        self._last = <int32_t*>_ptr(last)
+        self._dup = <uint8_t*>_ptr(dup)
         self._grow_fresh(capacity)
 
     @property
@@ -173,55 +205,48 @@ cdef class BatchQueue:
         """Queue one frame's rows; returns ``(rows_coalesced, rows_dropped)``.
 
         Arrays: ``symbol_ids`` int32 (n,), ``ticks`` float32 (n, n_features), ``context`` float32
-        (n, context_dim), ``event_ts_ns`` int64 (n,), ``flags`` uint16 (n,) or ``None`` (zeros).
-        Any strides. Bad shapes, dtypes or symbol ids raise ValueError before any state changes.
+        (n, context_dim), ``event_ts_ns`` int64 (n,), ``flags`` uint16 (n,) or ``None`` (zeros);
+        numpy arrays of any strides, aligned and in native byte order (as numpy makes them). Bad shapes, dtypes or symbol ids raise ValueError before any state changes.
         ``now_ns`` becomes each written row's arrival time (and window start when appended).
         """
-        cdef const int32_t[:] sym
-        cdef const float[:, :] tk
-        cdef const float[:, :] cx
-        cdef const int64_t[:] ts
-        cdef const uint16_t[:] fl
         cdef Src src
         cdef Py_ssize_t n, i
         cdef uint32_t n_sym = <uint32_t>self.n_symbols
-        try:
-            sym = symbol_ids
-            tk = ticks
-            cx = context
-            ts = event_ts_ns
-            if flags is not None:
-                fl = flags
-        except (ValueError, TypeError, BufferError):
+        if not (
+            _fits(symbol_ids, cnp.NPY_INT32, 1)
+            and _fits(ticks, cnp.NPY_FLOAT32, 2)
+            and _fits(context, cnp.NPY_FLOAT32, 2)
+            and _fits(event_ts_ns, cnp.NPY_INT64, 1)
+            and (flags is None or _fits(flags, cnp.NPY_UINT16, 1))
+        ):
             _reject(self, symbol_ids, ticks, context, event_ts_ns, flags)
-            raise
-        n = sym.shape[0]
+        n = _dim(symbol_ids, 0)
         if (
-            tk.shape[0] != n
-            or tk.shape[1] != self.n_features
-            or cx.shape[0] != n
-            or cx.shape[1] != self.context_dim
-            or ts.shape[0] != n
-            or (flags is not None and fl.shape[0] != n)
+            _dim(ticks, 0) != n
+            or _dim(ticks, 1) != self.n_features
+            or _dim(context, 0) != n
+            or _dim(context, 1) != self.context_dim
+            or _dim(event_ts_ns, 0) != n
+            or (flags is not None and _dim(flags, 0) != n)
         ):
             _reject(self, symbol_ids, ticks, context, event_ts_ns, flags)
         if n == 0:
             return 0, 0
-        src.sym = <cbytes>&sym[0]
-        src.sym_s = sym.strides[0]
-        src.ticks = <cbytes>&tk[0, 0]
-        src.ticks_s0 = tk.strides[0]
-        src.ticks_s1 = tk.strides[1]
-        src.ctx = <cbytes>&cx[0, 0] if self.context_dim else <cbytes>self._ctx
-        src.ctx_s0 = cx.strides[0]
-        src.ctx_s1 = cx.strides[1]
-        src.ets = <cbytes>&ts[0]
-        src.ets_s = ts.strides[0]
+        src.sym = _data(symbol_ids)
+        src.sym_s = _stride(symbol_ids, 0)
+        src.ticks = _data(ticks)
+        src.ticks_s0 = _stride(ticks, 0)
+        src.ticks_s1 = _stride(ticks, 1)
+        src.ctx = _data(context)
+        src.ctx_s0 = _stride(context, 0)
+        src.ctx_s1 = _stride(context, 1)
+        src.ets = _data(event_ts_ns)
+        src.ets_s = _stride(event_ts_ns, 0)
         src.flags = NULL
         src.flags_s = 0
         if flags is not None:
-            src.flags = <cbytes>&fl[0]
-            src.flags_s = fl.strides[0]
+            src.flags = _data(flags)
+            src.flags_s = _stride(flags, 0)
         # Negative ids wrap to huge unsigned values: one comparison rejects both ends.
         for i in range(n):
             if <uint32_t>_sym_at(&src, i) >= n_sym:
@@ -237,23 +262,28 @@ cdef class BatchQueue:
         """
         if not 0 < k <= self.count:
             raise ValueError(f"take: k must be within 1 .. {self.count} (pending), got {k}")
-        sym = np.empty(k, np.int32)
-        ticks = np.empty((k, self.n_features), np.float32)
-        ctx = np.empty((k, self.context_dim), np.float32)
-        ets = np.empty(k, np.int64)
-        arrival = np.empty(k, np.int64)
-        flags = np.empty(k, np.uint16)
-        cdef int32_t* o_sym = <int32_t*><size_t>sym.ctypes.data
-        cdef float* o_ticks = <float*><size_t>ticks.ctypes.data
-        cdef float* o_ctx = <float*><size_t>ctx.ctypes.data
-        cdef int64_t* o_ets = <int64_t*><size_t>ets.ctypes.data
-        cdef int64_t* o_arrival = <int64_t*><size_t>arrival.ctypes.data
-        cdef uint16_t* o_flags = <uint16_t*><size_t>flags.ctypes.data
+        cdef cnp.npy_intp dims[2]
+        dims[0] = k
+        cdef cnp.ndarray sym, ticks, ctx, ets, arrival, flags
+        sym = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT32, 0)
+        ets = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
+        arrival = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
+        flags = cnp.PyArray_EMPTY(1, dims, cnp.NPY_UINT16, 0)
+        dims[1] = self.n_features
+        ticks = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+        dims[1] = self.context_dim
+        ctx = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+        cdef int32_t* o_sym = <int32_t*>cnp.PyArray_DATA(sym)
+        cdef float* o_ticks = <float*>cnp.PyArray_DATA(ticks)
+        cdef float* o_ctx = <float*>cnp.PyArray_DATA(ctx)
+        cdef int64_t* o_ets = <int64_t*>cnp.PyArray_DATA(ets)
+        cdef int64_t* o_arrival = <int64_t*>cnp.PyArray_DATA(arrival)
+        cdef uint16_t* o_flags = <uint16_t*>cnp.PyArray_DATA(flags)
         cdef Py_ssize_t first = min(k, self.capacity - self._head)
         self._copy_out(0, self._head, first, o_sym, o_ticks, o_ctx, o_ets, o_arrival, o_flags)
         if first < k:
             self._copy_out(first, 0, k - first, o_sym, o_ticks, o_ctx, o_ets, o_arrival, o_flags)
-        self.discard(k)
+        self._discard(k)
         return sym, ticks, ctx, ets, arrival, flags
 
     def discard(self, Py_ssize_t k):
@@ -384,7 +414,7 @@ cdef class BatchQueue:
 
     cdef _grow_fresh(self, Py_ssize_t n):
         self._fresh_arr = np.zeros(n, np.int32)
-        self._fresh = <int32_t*><size_t>self._fresh_arr.ctypes.data
+        self._fresh = <int32_t*>_ptr(self._fresh_arr)
         self._fresh_len = n
 
 
@@ -407,13 +437,15 @@ cdef _reject(BatchQueue q, sym, ticks, ctx, ets, flags):
         actual = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise ValueError(f"rows rejected: expected {expected}; got {actual}")
     for name, (_, dtype) in want.items():
-        arr_dtype = getattr(got[name], "dtype", type(got[name]).__name__)
-        if arr_dtype != dtype:
-            raise ValueError(f"rows rejected: {name} must be {np.dtype(dtype)}, got {arr_dtype}")
-    raise ValueError(
-        "rows rejected: arrays must be numpy arrays (or buffers) of the documented dtypes, got "
-        + ", ".join(type(arr).__name__ for arr in got.values())
-    )
+        arr = got[name]
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(f"rows rejected: {name} must be a {np.dtype(dtype)} numpy array, "
+                             f"got {type(arr).__name__}")
+        if arr.dtype != dtype:
+            raise ValueError(f"rows rejected: {name} must be {np.dtype(dtype)}, got {arr.dtype}")
+        if not (arr.flags.aligned and arr.dtype.isnative):
+            raise ValueError(f"rows rejected: {name} must be aligned and in native byte order")
+    raise AssertionError("unreachable: _reject called on valid rows")
 
 
 cdef _reject_ids(BatchQueue q, sym):

@@ -20,7 +20,10 @@ def queue(cap: int = 8, coalesce: bool = True, n_symbols: int = 16, c: int = C) 
     return BatchQueue(n_symbols, F, c, cap, coalesce, FLAG)
 
 
-def frame(symbols: list[int], first_id: int, flags: int | None = None, c: int = C) -> list[Any]:
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def frame(symbols: list[int], first_id: int, flags: int | None = None, c: int = C) -> Rows:
     """Rows whose ticks[:, 0] is a row id (``first_id``, ``first_id + 1``, ...)."""
     n = len(symbols)
     ids = np.arange(first_id, first_id + n, dtype=np.float32)
@@ -28,13 +31,13 @@ def frame(symbols: list[int], first_id: int, flags: int | None = None, c: int = 
     ticks[:, 0] = ids
     ticks[:, 1] = -ids
     ctx = np.repeat(ids[:, None] + 0.5, c, axis=1).astype(np.float32)
-    return [
+    return (
         np.array(symbols, np.int32),
         ticks,
         ctx,
         ids.astype(np.int64) * 10,
         None if flags is None else np.full(n, flags, np.uint16),
-    ]
+    )
 
 
 def taken_rows(q: BatchQueue) -> list[tuple[int, int, int]]:
@@ -138,12 +141,23 @@ def test_bad_shapes_and_dtypes_are_clear_errors_and_change_nothing() -> None:
         ([sym, ticks, ctx[:, :1], ets, None], r"context \(2, 2\)"),
         ([sym, ticks, ctx, ets, flags[:1]], r"flags \(2,\)"),
         ([sym[:, None], ticks, ctx, ets, None], "expected symbol_ids"),
-        ([sym, ticks.tolist(), ctx, ets, None], "ticks must be float32, got list"),
+        ([sym, ticks.tolist(), ctx, ets, None], "ticks must be a float32 numpy array, got list"),
+        ([sym, ticks, ctx, ets.astype(">i8"), None], "event_ts_ns must be int64, got >i8"),
+        ([sym, ticks, ctx, unaligned(ets), None], "event_ts_ns must be aligned"),
     ]
-    for args, message in cases:
+    for (a, b, c, d, e), message in cases:
         with pytest.raises(ValueError, match=message):
-            q.push(*args, 2)
+            q.push(a, b, c, d, e, 2)
     assert taken_rows(q) == [(1, 0, 0)]
+
+
+def unaligned(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` at an odd address."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out = raw[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
 
 
 def test_strided_inputs_are_read_through_their_strides() -> None:
@@ -156,7 +170,7 @@ def test_strided_inputs_are_read_through_their_strides() -> None:
         np.repeat(sym, 2)[::2],
         wide[:, ::2],
         np.asfortranarray(ctx),
-        np.repeat(ets, 3)[::3],
+        np.repeat(ets, 3)[::3].astype(np.longlong),  # int64 by another type number
         np.zeros(8, np.uint16)[::2],
         5,
     )
@@ -168,6 +182,7 @@ def test_read_only_inputs_and_zero_width_context() -> None:
     q = queue(c=0)
     rows = frame([1, 1], 0, c=0)
     for arr in rows[:4]:
+        assert arr is not None
         arr.flags.writeable = False
     assert q.push(*rows, 1) == (1, 0)
     sym, ticks, ctx, *_ = q.take(1)
