@@ -3,8 +3,9 @@
 :class:`BatchQueue` does the per-frame work of ``relentless_fast.inference.batcher``: check the
 rows, drop duplicates within the frame (the last row per symbol wins), replace a symbol's pending
 row in place, append the rest, drop the oldest pending rows on overflow, take batches from the
-head. Time, windows and dispatch stay in the batcher. No Python object per row; the per-symbol
-state is three preallocated arrays and a frame generation number (no clearing per frame).
+head. Time, windows and dispatch stay in the batcher. No Python object per row: the ring and the
+per-symbol state (pending slot; last row and duplicate mark in the current frame, valid while its
+stamp equals the frame's generation number, so nothing is cleared per frame) are preallocated.
 """
 
 cimport cython
@@ -206,7 +207,8 @@ cdef class BatchQueue:
 
         Arrays: ``symbol_ids`` int32 (n,), ``ticks`` float32 (n, n_features), ``context`` float32
         (n, context_dim), ``event_ts_ns`` int64 (n,), ``flags`` uint16 (n,) or ``None`` (zeros);
-        numpy arrays of any strides, aligned and in native byte order (as numpy makes them). Bad shapes, dtypes or symbol ids raise ValueError before any state changes.
+        numpy arrays of any strides, aligned and in native byte order (as numpy makes them). Bad
+        shapes, dtypes or symbol ids raise ValueError before any state changes.
         ``now_ns`` becomes each written row's arrival time (and window start when appended).
         """
         cdef Src src
