@@ -233,3 +233,21 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="already open"):
         log.open()
     log.close()
+
+
+def test_two_live_logs_of_one_session_name_never_share_a_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = AuditLog(tmp_path, "SAME"), AuditLog(tmp_path, "SAME")
+    a.open()
+    # as if both had scanned the directory before either opened its journal
+    monkeypatch.setattr(b, "_next_part", lambda: 1)
+    b.open()
+    try:
+        assert a.journal_path != b.journal_path
+        ra = append_batches(a, [4])
+        rb = append_batches(b, [4], first_seq=5)
+    finally:
+        a.close()
+        b.close()
+    assert_same(read_parquet(tmp_path), np.concatenate([ra, rb]))

@@ -39,6 +39,8 @@ def make(cfg: MonitorSection, fake: Fake) -> Monitor:
 async def test_metrics_and_audit_together(tmp_path: Path) -> None:
     fake = Fake()
     mon = make(section(tmp_path), fake)
+    append = mon.append  # what the engine caches at construction
+    append(packed(make_records(1, 2)), 2)  # before start: counted as dropped
     await mon.start()
     try:
         addr = mon.metrics_address
@@ -46,7 +48,7 @@ async def test_metrics_and_audit_together(tmp_path: Path) -> None:
         url = f"http://{addr[0]}:{addr[1]}"
         records = make_records(1, 300)
         for i in range(0, 300, 100):
-            mon.append(packed(records[i : i + 100]), 100)
+            append(packed(records[i : i + 100]), 100)
         assert mon.audit is not None
         for _ in range(500):
             if mon.audit.counters.signals_written == 300:
@@ -66,7 +68,8 @@ async def test_metrics_and_audit_together(tmp_path: Path) -> None:
     finally:
         await mon.aclose()
     assert_same(read_parquet(tmp_path / "audit"), records)
-    mon.append(packed(records[:1]), 1)  # after close: a no-op, not a crash
+    mon.append(packed(records[:1]), 1)  # after close: counted, not a crash
+    assert mon.counters()["audit"]["signals_dropped"] == 3
 
 
 async def test_taken_port_runs_without_metrics_unless_required(tmp_path: Path) -> None:

@@ -70,7 +70,9 @@ class Monitor:
         self._snapshot = snapshot
         self.audit: AuditLog | None = None
         self.append: Callable[[memoryview, int], None] = _no_audit
-        """Log the first ``m`` signals of a packed batch (one copy; never blocks)."""
+        """Log the first ``m`` signals of a packed batch (one copy; never blocks). Stable for the
+        monitor's life (cache it); before :meth:`start` and after :meth:`aclose` it counts the
+        signals as dropped."""
         if config.audit_enabled:
             self.audit = AuditLog(
                 config.audit_dir,
@@ -80,6 +82,7 @@ class Monitor:
                 fsync_interval_s=config.audit_fsync_interval_s,
                 rotate_signals=config.audit_rotate_signals,
             )
+            self.append = self.audit.append
         self.metrics: MetricsServer | None = None
         if config.metrics_enabled:
             self.metrics = MetricsServer(
@@ -100,7 +103,6 @@ class Monitor:
         """
         if self.audit is not None:
             await asyncio.to_thread(self.audit.open)
-            self.append = self.audit.append
         if self.metrics is not None:
             try:
                 await self.metrics.start()
@@ -122,7 +124,6 @@ class Monitor:
 
     async def aclose(self) -> None:
         """Stop the endpoint; write, fsync and convert everything appended (off the loop)."""
-        self.append = _no_audit
         if self.metrics is not None:
             await self.metrics.aclose()
         if self.audit is not None:

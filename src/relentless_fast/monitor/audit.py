@@ -68,7 +68,7 @@ _DROP_LOG_INTERVAL_S: Final = 5.0
 
 @dataclass(slots=True)
 class AuditCounters:
-    """What the audit log did (monotonic counts since :meth:`AuditLog.open`)."""
+    """What the audit log did (monotonic counts since the log was made)."""
 
     signals_appended: int = 0
     """Signals copied into the buffer by :meth:`AuditLog.append`."""
@@ -110,6 +110,13 @@ def parse_part_name(stem: str) -> tuple[dt.date, str, int] | None:
     except ValueError:
         return None
     return date, m.group(2), int(m.group(3))
+
+
+def _prefaulted(n: int) -> bytearray:
+    """A zeroed buffer whose pages are already mapped (no page fault on the hot path's copy)."""
+    buf = bytearray(n)
+    np.frombuffer(buf, np.uint8)[::4096] = 1
+    return buf
 
 
 def _utc_today() -> dt.date:
@@ -197,8 +204,8 @@ class AuditLog:
         if self._open:
             raise RuntimeError("audit log already open")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._free.extend(bytearray(self._chunk_bytes) for _ in range(self._chunks - 1))
-        self._cur = bytearray(self._chunk_bytes)
+        self._free.extend(_prefaulted(self._chunk_bytes) for _ in range(self._chunks - 1))
+        self._cur = _prefaulted(self._chunk_bytes)
         self._cur_view = memoryview(self._cur)
         if self._recover:
             for orphan in sorted(self.directory.glob("*" + JOURNAL_SUFFIX)):
@@ -392,10 +399,15 @@ class AuditLog:
 
     def _open_journal(self) -> None:
         self._journal_date = _utc_today()
-        path = self.directory / (
-            part_name(self._journal_date, self.session, self._part) + ".journal"
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        while True:  # another log of the same session name may have taken this part meanwhile
+            stem = part_name(self._journal_date, self.session, self._part)
+            path = self.directory / (stem + JOURNAL_SUFFIX)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            except FileExistsError:
+                self._part += 1
+                continue
+            break
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # marks it live for other engines' recovery
         self._fd, self._journal, self._journal_bytes = fd, path, 0
         self.counters.journals_opened += 1
