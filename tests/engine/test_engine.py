@@ -257,13 +257,13 @@ async def test_replaying_a_recording_is_byte_identical(
     path = tmp_path / "day.rfframes"
     with RecordingWriter(path, FrameEncoding.JSON) as writer:
         for i, f in enumerate(frames):
-            writer.write(f, T0 + i * 1000)
-    config = make_config(**{"inference.flush_each_frame": "true"})
+            writer.write(f, T0 + i * 100_000)  # 100 us apart: 30 ms at recorded pace
+    config = make_config()  # default batching: a replay feed answers each frame on its own
     runs = []
-    for _ in range(2):
+    for speed in (None, 1.0):  # as fast as possible, then at recorded pace: the same signals
         got = Collector()
-        engine = Engine(config, feed=lambda s: ReplayFeed(path, s, speed=None), embedded=embedded,
-                        on_signals=got, context_store=False)  # fmt: skip
+        engine = Engine(config, feed=lambda s, v=speed: ReplayFeed(path, s, speed=v),
+                        embedded=embedded, on_signals=got, context_store=False)  # fmt: skip
         async with engine:
             await engine.wait()
         runs.append(b"".join(got.batches))

@@ -401,6 +401,8 @@ class Engine:
             self.feed = build_feed(self.config, self)
         else:
             self.feed = arg(self)
+        if self.feed.replays_recording:  # a recorded day is a reproducible test case
+            self._flush_each_frame = True
         self.use_encoding(self.feed.encoding)
         self._feed_task = self._spawn(self._run_feed(self.feed))
 

@@ -179,6 +179,9 @@ class Feed(abc.ABC):
     """
 
     encoding: FrameEncoding
+    replays_recording: bool = False
+    """True for a feed that plays recorded frames: the engine then answers each frame before
+    the next (batch boundaries depend only on the frames), so a replay is byte-identical."""
 
     def __init__(self, sink: FrameSink, encoding: FrameEncoding) -> None:
         self.sink = sink

@@ -238,6 +238,8 @@ class ReplayFeed(Feed):
     STOPPED at the end or on :meth:`stop`.
     """
 
+    replays_recording = True
+
     def __init__(
         self,
         source: str | Path | Recording,
