@@ -43,9 +43,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = os.environ.get("RF_BENCH_SMOKE") == "1"
-RATES_TICKS = (
-    (1_000,) if SMOKE else (1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 200_000, 300_000)
+_ALL_RATES = (1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 200_000, 300_000)
+RATES_TICKS = tuple(int(r) for r in os.environ.get("RF_E2E_RATES", "").split(",") if r) or (
+    (1_000,) if SMOKE else _ALL_RATES
 )
+"""Offered rates (ticks/s); ``RF_E2E_RATES=10000,200000`` runs those only."""
+VARIANTS = tuple(os.environ.get("RF_E2E_VARIANTS", "floor,engine,naive").split(","))
+"""``RF_E2E_VARIANTS=floor,engine`` runs those only (``engine-grpc`` runs when ``engine`` does)."""
 DURATION_S = 0.5 if SMOKE else 2.5
 WARMUP_S = 0.1 if SMOKE else 0.25
 """Signals of frames sent in the first WARMUP_S seconds are not counted (first-call costs)."""
@@ -238,9 +242,19 @@ def _alpaca(args: dict[str, Any]) -> Any:
                             trades=SYMBOLS, quotes=SYMBOLS)  # fmt: skip
 
 
+BUSY_POLL = os.environ.get("RF_E2E_BUSY_POLL", "false")
+"""``true``: the engine, the floor and the naive baseline alike poll without sleeping."""
+
+
 async def _run_feed(feed: Any) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, feed.stop)
+    if BUSY_POLL == "true":  # as engine.busy_poll: one ready callback per loop iteration
+
+        def spin() -> None:
+            loop.call_soon(spin)
+
+        loop.call_soon(spin)
     task = loop.create_task(feed.run())
     print(json.dumps({"ready": True}), flush=True)
     await task
@@ -333,7 +347,7 @@ def _engine_process(args: dict[str, Any], grpc_target: str = "") -> subprocess.P
         "feed.source": "alpaca", "feed.url": args["url"], "feed.channels": "trades,quotes",
         "engine.symbols": ",".join(SYMBOLS), "engine.cpu_affinity": str(args["cpu"]),
         "engine.kill_signal": "", "outputs.udp.host": "127.0.0.1",
-        "engine.busy_poll": os.environ.get("RF_E2E_BUSY_POLL", "false"),
+        "engine.busy_poll": BUSY_POLL,
         "outputs.udp.port": str(args["udp_port"]), "outputs.udp.rerequest_port": "-1",
         "outputs.grpc.enabled": "false", "context.snapshot_path": "",
         "inference.model_base_path": str(REPO / "models" / "relentless_financial"),
@@ -425,6 +439,7 @@ def _summarise(info: dict[str, Any], results: Results) -> None:
         f"{N_CPUS} CPUs, shared with other work)"
     )
     info["clock"] = "CLOCK_REALTIME: server send time in each message's t, consumer receive time"
+    info["busy_poll"] = BUSY_POLL
     for variant, rows in results.items():
         info[f"{variant}_max_sustained_ticks_s"] = _sustained_max(rows)
         for r in rows:
@@ -432,8 +447,8 @@ def _summarise(info: dict[str, Any], results: Results) -> None:
                 key = f"{variant}_{r['offered_ticks_s']}"
                 for q in ("p50_us", "p99_us", "p999_us", "max_us"):
                     info[f"{key}_{q}"] = r[q]
-    naive_max = info["naive_max_sustained_ticks_s"]
-    if naive_max:
+    naive_max = info.get("naive_max_sustained_ticks_s")
+    if naive_max and "engine_max_sustained_ticks_s" in info:
         info["engine_over_naive_sustained"] = info["engine_max_sustained_ticks_s"] / naive_max
     floor_10k = info.get("floor_10000_p99_us")
     if floor_10k and "engine_10000_p99_us" in info:
@@ -442,11 +457,12 @@ def _summarise(info: dict[str, Any], results: Results) -> None:
 
 @pytest.mark.benchmark(group="e2e-loopback")
 def test_e2e_engine_vs_floor_vs_naive(benchmark: Any) -> None:
-    results: Results = {"floor": [], "engine": [], "naive": []}
+    results: Results = {v: [] for v in VARIANTS}
 
     def run_everything() -> None:
         _run_rates(results)
-        _run_grpc(results)
+        if "engine" in results and not os.environ.get("RF_E2E_RATES"):
+            _run_grpc(results)
 
     benchmark.pedantic(run_everything, rounds=1, iterations=1)
     _summarise(benchmark.extra_info, results)
