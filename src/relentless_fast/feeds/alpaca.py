@@ -9,6 +9,8 @@ Protocol facts: ``../shared/reference/alpaca-stream.md``. The session is::
     -> {"action":"subscribe","trades":[...],...}
     <- [{"T":"subscription",...complete state...}]
     <- data frames ...
+    -> {"action":"subscribe"|"unsubscribe",...}   (runtime: AlpacaFeed.subscribe/unsubscribe)
+    <- [{"T":"subscription",...complete state...}]
 
 Data frames go to the sink undecoded (a borrowed memoryview of picows' read buffer). Control
 messages always arrive alone in a one-element array, so one cheap look at the first element's
@@ -16,8 +18,17 @@ messages always arrive alone in a one-element array, so one cheap look at the fi
 
 Error codes (see :data:`ERROR_POLICY`): fatal ones end :meth:`AlpacaFeed.run` with
 :class:`~relentless_fast.feeds.base.FeedFatalError`; retried ones close the session and reconnect
-after a capped exponential backoff with jitter, then authenticate and resubscribe to the full
-configured set. 403 (already authenticated) is only reported.
+after a capped exponential backoff with jitter, then authenticate and resubscribe to the feed's
+current channel set (the configured one, changed by every confirmed runtime change). 403 (already
+authenticated) is only reported. An error that answers a runtime change (400, 405, 409, 410; see
+:data:`CHANGE_REFUSALS`) refuses that change only: the session and its subscription go on.
+
+Header auth: the server greets with ``connected`` on every connection; the client then waits for
+``authenticated`` without sending an auth message. Whether the real server sends
+``authenticated`` after header auth is unverified (the reference says so), so after
+``header_auth_grace_secs`` without it the client subscribes anyway (counted in
+:attr:`AlpacaCounters.header_auth_unconfirmed`); a 401 to that subscribe means the headers were not
+accepted and is fatal.
 """
 
 from __future__ import annotations
@@ -56,10 +67,13 @@ from relentless_fast.feeds.base import (
 from relentless_fast.feeds.synthetic import msgpack_dumps
 
 __all__ = [
+    "CHANGE_REFUSALS",
     "CHANNELS",
     "ERROR_POLICY",
+    "AlpacaCounters",
     "AlpacaFeed",
     "AlpacaFeedConfig",
+    "SubscriptionChangeError",
     "classify_error",
     "is_data_frame",
     "msgpack_loads",
@@ -101,6 +115,44 @@ ERROR_POLICY: Final[dict[int, str]] = {
 """What the client does on each documented error code; unknown codes are retried."""
 
 _CONTROL_TYPES: Final = frozenset(("success", "error", "subscription"))
+
+CHANGE_REFUSALS: Final = frozenset((400, 405, 409, 410))
+"""Error codes that, arriving while a runtime subscription change waits for its reply, refuse
+that change and nothing else (405: "your symbol subscriptions are the same as they were before";
+400 also answers a badly formatted symbol; 409 and 410 name a feed or channel the plan or stream
+lacks). The session keeps its subscription; the caller gets :class:`SubscriptionChangeError`."""
+
+
+class SubscriptionChangeError(RuntimeError):
+    """A runtime subscribe/unsubscribe that did not take effect.
+
+    ``reason`` is ``"refused"`` (an error frame answered it; ``code`` is the protocol code),
+    ``"timeout"`` (no subscription reply in time), ``"interrupted"`` (the session ended first;
+    the change is not in the set a reconnect subscribes to) or ``"not running"``.
+    """
+
+    def __init__(self, reason: str, message: str, code: int | None = None) -> None:
+        prefix = f"subscription change {reason}" + ("" if code is None else f" ({code})")
+        super().__init__(f"{prefix}: {message}")
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(slots=True)
+class AlpacaCounters:
+    """Counters of the Alpaca client beyond :class:`~relentless_fast.feeds.base.FeedCounters`."""
+
+    changes_requested: int = 0
+    """Runtime subscribe/unsubscribe calls."""
+    changes_confirmed: int = 0
+    changes_refused: int = 0
+    """Answered by an error frame (:data:`CHANGE_REFUSALS`)."""
+    changes_timed_out: int = 0
+    """No subscribed session, or no subscription reply, within the timeout."""
+    changes_interrupted: int = 0
+    """The session ended (or the feed stopped) before the reply."""
+    header_auth_unconfirmed: int = 0
+    """Header-auth sessions that got no ``authenticated`` within ``header_auth_grace_secs``."""
 
 
 def classify_error(code: int, message: str) -> FeedError:
@@ -165,6 +217,9 @@ class AlpacaFeedConfig:
     secret_key: str = field(default="", repr=False)
     auth_in_headers: bool = False
     """Send APCA-API-KEY-ID/APCA-API-SECRET-KEY upgrade headers instead of an auth message."""
+    header_auth_grace_secs: float = 2.0
+    """With header auth: wait this long after ``connected`` for ``authenticated``, then
+    subscribe anyway (whether the server sends it after header auth is unverified)."""
     encoding: FrameEncoding = FrameEncoding.JSON
     trades: tuple[str, ...] = ()
     quotes: tuple[str, ...] = ()
@@ -176,7 +231,8 @@ class AlpacaFeedConfig:
     imbalances: tuple[str, ...] = ()
     connect_timeout_secs: float = 5.0
     reply_timeout_secs: float = 10.0
-    """Longest wait for the ``authenticated`` and ``subscription`` replies before reconnecting."""
+    """Longest wait for the ``authenticated`` and ``subscription`` replies before reconnecting;
+    also the default timeout of a runtime subscribe/unsubscribe (which never reconnects)."""
     ping_interval_secs: float = 10.0
     """Ping after this long without incoming data (picows auto-ping, PING_WHEN_IDLE)."""
     pong_timeout_secs: float = 5.0
@@ -200,7 +256,12 @@ class AlpacaFeedConfig:
             raise ValueError(f"url: must start with ws:// or wss://, got {self.url!r}")
         if self.encoding not in (FrameEncoding.JSON, FrameEncoding.MSGPACK):
             raise ValueError(f"encoding: Alpaca speaks JSON or MSGPACK, not {self.encoding.name}")
-        for name in ("connect_timeout_secs", "reply_timeout_secs", "backoff_initial_secs"):
+        for name in (
+            "connect_timeout_secs",
+            "reply_timeout_secs",
+            "backoff_initial_secs",
+            "header_auth_grace_secs",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0")
         for name in ("ping_interval_secs", "pong_timeout_secs", "stale_after_secs"):
@@ -230,13 +291,12 @@ class AlpacaFeedConfig:
         return AlpacaFeedConfig(**fields)
 
     def subscribe_message(self) -> dict[str, Any]:
-        """The one subscribe request for the whole configured set (sent again on reconnect)."""
-        msg: dict[str, Any] = {"action": "subscribe"}
-        for key, attr in zip(CHANNELS, _CHANNEL_ATTRS, strict=True):
-            symbols = getattr(self, attr)
-            if symbols:
-                msg[key] = list(symbols)
-        return msg
+        """The subscribe request for the whole configured set (the first session's)."""
+        return _subscribe_request(self.channels())
+
+    def channels(self) -> dict[str, tuple[str, ...]]:
+        """The configured symbols by protocol key (``updatedBars``, ...), every key present."""
+        return {key: tuple(getattr(self, attr)) for key, attr in _CHANNEL_ATTRS_BY_KEY.items()}
 
     def auth_message(self) -> dict[str, Any]:
         """The auth request (message auth)."""
@@ -263,6 +323,45 @@ _CHANNEL_ATTRS: Final = (
     "lulds",
     "imbalances",
 )
+_CHANNEL_ATTRS_BY_KEY: Final = dict(zip(CHANNELS, _CHANNEL_ATTRS, strict=True))
+_KEY_BY_ATTR: Final = dict(zip(_CHANNEL_ATTRS, CHANNELS, strict=True))
+
+
+def _subscribe_request(channels: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """``{"action": "subscribe", key: [symbols]}`` for the non-empty channels, in CHANNELS order."""
+    msg: dict[str, Any] = {"action": "subscribe"}
+    for key in CHANNELS:
+        symbols = channels.get(key, ())
+        if symbols:
+            msg[key] = list(symbols)
+    return msg
+
+
+def _change_request(action: str, delta: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    msg: dict[str, Any] = {"action": action}
+    msg.update((key, list(symbols)) for key, symbols in delta.items())
+    return msg
+
+
+@dataclass(slots=True)
+class _PendingChange:
+    """A runtime change sent on ``session`` and not answered yet."""
+
+    action: str
+    delta: dict[str, tuple[str, ...]]
+    session: _Session
+    future: asyncio.Future[dict[str, list[str]]]
+
+    def shown_in(self, state: dict[str, list[str]]) -> bool:
+        """Whether a complete subscription state reflects this change."""
+        for key, symbols in self.delta.items():
+            granted = state.get(key, [])
+            if self.action == "subscribe":
+                if "*" not in granted and any(s not in granted for s in symbols):
+                    return False
+            elif any(s in granted for s in symbols):
+                return False
+        return True
 
 
 class _Session(WSListener):
@@ -275,6 +374,8 @@ class _Session(WSListener):
         self.fragments: bytearray | None = None
         self.phase = FeedState.CONNECTING
         self.active = True
+        self.header_auth_assumed = False
+        """Subscribed after header auth without an ``authenticated`` frame (grace expired)."""
         # Resolved once: the hot path only calls these.
         self.counters = feed.counters
         self.sink_on_frame = feed.sink.on_frame
@@ -516,13 +617,23 @@ class AlpacaFeed(Feed):
         ...
         feed.stop(); await task
 
-    ``subscription`` holds the server's last complete subscription state (lists by channel).
+    ``subscription`` holds the server's last complete subscription state (lists by channel);
+    :attr:`channels` the set every (re)connect subscribes to. :meth:`subscribe` and
+    :meth:`unsubscribe` change it at run time, once the server confirms.
     """
 
     def __init__(self, config: AlpacaFeedConfig, sink: FrameSink, *, seed: int | None = None):
         super().__init__(sink, config.encoding)
         self.config = config
         self.subscription: dict[str, list[str]] = {}
+        self.alpaca_counters = AlpacaCounters()
+        self._channels: dict[str, tuple[str, ...]] = config.channels()
+        self._running = False
+        self._subscribed: asyncio.Event | None = None
+        self._change_lock = asyncio.Lock()
+        self._pending: _PendingChange | None = None
+        self._late_answers = 0
+        self._grace_timer: asyncio.TimerHandle | None = None
         self._rng = random.Random(seed)
         self._session: _Session | None = None
         self._done: asyncio.Future[FeedError | None] | None = None
@@ -536,10 +647,68 @@ class AlpacaFeed(Feed):
 
     # ---- public API -------------------------------------------------------------------------
 
+    @property
+    def channels(self) -> dict[str, tuple[str, ...]]:
+        """Symbols by protocol key (``trades``, ``updatedBars``, ...) that every (re)connect
+        subscribes to: the configured set with every confirmed runtime change applied."""
+        return {key: symbols for key, symbols in self._channels.items() if symbols}
+
+    async def subscribe(
+        self,
+        *,
+        trades: tuple[str, ...] | list[str] = (),
+        quotes: tuple[str, ...] | list[str] = (),
+        bars: tuple[str, ...] | list[str] = (),
+        updated_bars: tuple[str, ...] | list[str] = (),
+        daily_bars: tuple[str, ...] | list[str] = (),
+        statuses: tuple[str, ...] | list[str] = (),
+        lulds: tuple[str, ...] | list[str] = (),
+        imbalances: tuple[str, ...] | list[str] = (),
+        timeout: float | None = None,
+    ) -> dict[str, list[str]]:
+        """Add symbols to the running subscription; return the server's complete state.
+
+        Waits (within ``timeout``, default ``reply_timeout_secs``) for a subscribed session,
+        sends one ``subscribe`` request with these symbols and waits for the ``subscription``
+        reply; then the symbols join :attr:`channels`, so every later reconnect subscribes to
+        them too. Changes are sent one at a time, in call order. Raises
+        :class:`SubscriptionChangeError` (refused, timeout, interrupted, not running; counted
+        in :attr:`alpaca_counters`, reported to the sink) and ``ValueError`` for bad arguments.
+        """
+        changes = dict(trades=trades, quotes=quotes, bars=bars, updated_bars=updated_bars,
+                       daily_bars=daily_bars, statuses=statuses, lulds=lulds,
+                       imbalances=imbalances)  # fmt: skip
+        return await self._change("subscribe", changes, timeout)
+
+    async def unsubscribe(
+        self,
+        *,
+        trades: tuple[str, ...] | list[str] = (),
+        quotes: tuple[str, ...] | list[str] = (),
+        bars: tuple[str, ...] | list[str] = (),
+        updated_bars: tuple[str, ...] | list[str] = (),
+        daily_bars: tuple[str, ...] | list[str] = (),
+        statuses: tuple[str, ...] | list[str] = (),
+        lulds: tuple[str, ...] | list[str] = (),
+        imbalances: tuple[str, ...] | list[str] = (),
+        timeout: float | None = None,
+    ) -> dict[str, list[str]]:
+        """Remove symbols from the running subscription (as :meth:`subscribe`, subtracting).
+
+        Refused with ``ValueError`` when it would leave no channel subscribed (``stop()`` the
+        feed instead: the protocol needs at least one key in a subscribe).
+        """
+        changes = dict(trades=trades, quotes=quotes, bars=bars, updated_bars=updated_bars,
+                       daily_bars=daily_bars, statuses=statuses, lulds=lulds,
+                       imbalances=imbalances)  # fmt: skip
+        return await self._change("unsubscribe", changes, timeout)
+
     async def run(self) -> None:
         """Connect, authenticate, subscribe, deliver; reconnect on retriable errors."""
         cfg = self.config
         self._wake = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        self._running = True
         attempt = failures = n406 = 0
         try:
             while not self._stopping:
@@ -573,10 +742,13 @@ class AlpacaFeed(Feed):
             self._set_state(FeedState.FAILED, str(exc))
             raise
         finally:
+            self._running = False
             self._cancel_timers()
             if self._session is not None:
+                self._session_over(self._session)
                 self._session.close()
                 self._session = None
+            self._subscribed.set()  # wake change requests waiting for a session: none will come
         self._set_state(FeedState.STOPPED, "stopped")
 
     def stop(self) -> None:
@@ -586,6 +758,8 @@ class AlpacaFeed(Feed):
             self._done.set_result(None)
         if self._wake is not None:
             self._wake.set()
+        if self._subscribed is not None:
+            self._subscribed.set()
         if self._session is not None:
             self._session.close()
 
@@ -650,9 +824,28 @@ class AlpacaFeed(Feed):
             error = await done
         finally:
             self._cancel_timers()
+            self._session_over(session)
             session.close()
             self._session = None
         return error, session.phase is FeedState.SUBSCRIBED
+
+    def _session_over(self, session: _Session) -> None:
+        """The session ends: no subscribed session now; its unanswered change is interrupted."""
+        if self._subscribed is not None and not self._stopping:
+            self._subscribed.clear()
+        self._late_answers = 0
+        pending = self._pending
+        if pending is not None and pending.session is session:
+            self._pending = None
+            self.alpaca_counters.changes_interrupted += 1
+            if not pending.future.done():
+                pending.future.set_exception(
+                    SubscriptionChangeError(
+                        "interrupted",
+                        f"the session ended before the server answered {pending.action} "
+                        f"{pending.delta}; not applied, not resubscribed on reconnect",
+                    )
+                )
 
     def _end_session(self, error: FeedError | None) -> None:
         if self._done is not None and not self._done.done():
@@ -701,6 +894,10 @@ class AlpacaFeed(Feed):
                 self._set_state(FeedState.CONNECTED, self.config.url)
                 if not self.config.auth_in_headers:
                     session.send(self.config.auth_message(), self.encoding)
+                else:
+                    self._grace_timer = asyncio.get_running_loop().call_later(
+                        self.config.header_auth_grace_secs, self._on_header_auth_grace, session
+                    )
             elif text == "authenticated":
                 self._on_authenticated(session)
             else:
@@ -713,25 +910,81 @@ class AlpacaFeed(Feed):
             if not isinstance(code, int):
                 self.counters.unknown_control += 1
                 code = 0
+            if code in CHANGE_REFUSALS and self._on_change_refused(session, code, text):
+                return
             error = classify_error(code, text)
+            if code == 401 and session.header_auth_assumed:
+                message = (
+                    f"{text} (401) to the subscribe after header auth that the server never "
+                    "confirmed: it did not accept the upgrade headers; use message auth"
+                )
+                error = FeedError(401, message, fatal=True)
             self._report_error(error)
             if error.fatal or error.retry:
                 self._end_session(error)
+
+    def _on_change_refused(self, session: _Session, code: int, text: str) -> bool:
+        """An error frame that answers a runtime change refuses only that change. True when
+        the error was such an answer (reported, counted, never fatal)."""
+        pending = self._pending
+        if pending is not None and pending.session is session:
+            self._pending = None
+            self.alpaca_counters.changes_refused += 1
+            self._report_error(
+                FeedError(code, f"{text} (refused {pending.action} {pending.delta})")
+            )
+            if not pending.future.done():
+                pending.future.set_exception(
+                    SubscriptionChangeError("refused", f"{text}; subscription unchanged", code)
+                )
+            return True
+        if self._late_answers and session.phase is FeedState.SUBSCRIBED:
+            self._late_answers -= 1  # the late answer to a change that already timed out
+            self._report_error(FeedError(code, f"{text} (late answer to a timed-out change)"))
+            return True
+        return False
+
+    def _on_header_auth_grace(self, session: _Session) -> None:
+        self._grace_timer = None
+        if session is not self._session or session.phase is not FeedState.CONNECTED:
+            return
+        self.alpaca_counters.header_auth_unconfirmed += 1
+        log.warning(
+            "no 'authenticated' within %ss of 'connected' with header auth: subscribing anyway",
+            self.config.header_auth_grace_secs,
+        )
+        session.header_auth_assumed = True
+        self._on_authenticated(session)
 
     def _on_authenticated(self, session: _Session) -> None:
         if session.phase is FeedState.AUTHENTICATED or session.phase is FeedState.SUBSCRIBED:
             return
         session.phase = FeedState.AUTHENTICATED
-        self._set_state(FeedState.AUTHENTICATED, "")
-        session.send(self.config.subscribe_message(), self.encoding)
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        detail = "by upgrade headers, unconfirmed" if session.header_auth_assumed else ""
+        self._set_state(FeedState.AUTHENTICATED, detail)
+        session.send(_subscribe_request(self._channels), self.encoding)
         self._arm_reply_timer("subscription")
 
     def _on_subscription(self, session: _Session, msg: dict[str, Any]) -> None:
-        self.subscription = {
+        state = {
             key: list(value) for key, value in msg.items() if key != "T" and isinstance(value, list)
         }
+        self.subscription = state
         self.counters.subscriptions += 1
-        missing = self._missing_from(self.subscription)
+        pending = self._pending
+        answered = pending is not None and pending.session is session
+        if answered and pending is not None and (not self._late_answers or pending.shown_in(state)):
+            self._pending = None
+            self._apply(pending)
+            self.alpaca_counters.changes_confirmed += 1
+            if not pending.future.done():
+                pending.future.set_result({k: list(v) for k, v in state.items()})
+        elif self._late_answers and session.phase is FeedState.SUBSCRIBED:
+            self._late_answers -= 1  # the late reply to a change that already timed out
+        missing = self._missing_from(state)
         if missing:
             self._report_error(FeedError(None, f"server did not subscribe: {missing}"))
         if session.phase is not FeedState.SUBSCRIBED:
@@ -739,13 +992,24 @@ class AlpacaFeed(Feed):
             self._cancel_reply_timer()
             self._set_state(FeedState.SUBSCRIBED, "subscribed")
             self._start_stale_checks()
+            if self._subscribed is not None:
+                self._subscribed.set()
+
+    def _apply(self, change: _PendingChange) -> None:
+        """A confirmed change joins (or leaves) the set every reconnect subscribes to."""
+        for key, symbols in change.delta.items():
+            current = list(self._channels.get(key, ()))
+            for symbol in symbols:
+                if change.action == "subscribe" and symbol not in current:
+                    current.append(symbol)
+                elif change.action == "unsubscribe" and symbol in current:
+                    current.remove(symbol)
+            self._channels[key] = tuple(current)
 
     def _missing_from(self, state: dict[str, list[str]]) -> dict[str, list[str]]:
-        """Configured symbols absent from the server's reply (a ``*`` covers a channel)."""
+        """Symbols of :attr:`channels` absent from the server's reply (``*`` covers a channel)."""
         missing = {}
-        for key, symbols in self.config.subscribe_message().items():
-            if key == "action":
-                continue
+        for key, symbols in self.channels.items():
             granted = set(state.get(key, ()))
             if "*" in granted:
                 continue
@@ -753,6 +1017,80 @@ class AlpacaFeed(Feed):
             if lacking:
                 missing[key] = lacking
         return missing
+
+    # ---- runtime subscription changes --------------------------------------------------------
+
+    def _delta(self, action: str, changes: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """Validated symbols by protocol key; ``ValueError`` naming the argument otherwise."""
+        delta: dict[str, tuple[str, ...]] = {}
+        for attr, symbols in changes.items():
+            if isinstance(symbols, str):
+                raise ValueError(f"{attr}: a list of symbols, not the string {symbols!r}")
+            symbols = tuple(symbols)
+            if any(not isinstance(s, str) or not s for s in symbols):
+                raise ValueError(f"{attr}: symbols must be non-empty strings")
+            if symbols:
+                delta[_KEY_BY_ATTR[attr]] = tuple(dict.fromkeys(symbols))
+        if not delta:
+            raise ValueError(f"{action}: no symbols given")
+        if action == "unsubscribe":
+            left = {
+                key: [s for s in current if s not in delta.get(key, ())]
+                for key, current in self._channels.items()
+            }
+            if not any(left.values()):
+                raise ValueError("unsubscribe: would leave no channel subscribed; stop() instead")
+        return delta
+
+    async def _change(
+        self, action: str, changes: dict[str, Any], timeout: float | None
+    ) -> dict[str, list[str]]:
+        delta = self._delta(action, changes)
+        if not self._running or self._stopping:
+            message = "the feed is not running (set the first channels in AlpacaFeedConfig)"
+            raise SubscriptionChangeError("not running", message)
+        counters = self.alpaca_counters
+        counters.changes_requested += 1
+        wait = self.config.reply_timeout_secs if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        async with self._change_lock:  # one change in flight: replies carry no request id
+            session = await self._subscribed_session(deadline, wait)
+            pending = _PendingChange(action, delta, session, loop.create_future())
+            self._pending = pending
+            session.send(_change_request(action, delta), self.encoding)
+            done, _ = await asyncio.wait({pending.future}, timeout=deadline - loop.time())
+            if not done:
+                if self._pending is pending:
+                    self._pending = None
+                    self._late_answers += 1
+                counters.changes_timed_out += 1
+                message = f"no subscription reply to {action} {delta} within {wait}s"
+                self._report_error(FeedError(None, message))
+                pending.future.cancel()
+                raise SubscriptionChangeError("timeout", message)
+            return pending.future.result()
+
+    async def _subscribed_session(self, deadline: float, wait: float) -> _Session:
+        """The current session once it is subscribed (waits through a reconnect)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            session = self._session
+            if self._stopping or not self._running:
+                self.alpaca_counters.changes_interrupted += 1
+                raise SubscriptionChangeError("interrupted", "the feed stopped")
+            if session is not None and session.phase is FeedState.SUBSCRIBED:
+                return session
+            subscribed = self._subscribed
+            assert subscribed is not None  # set by run(); cleared while no session is subscribed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.alpaca_counters.changes_timed_out += 1
+                message = f"no subscribed session within {wait}s (feed {self.state.name})"
+                self._report_error(FeedError(None, message))
+                raise SubscriptionChangeError("timeout", message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscribed.wait(), remaining)
 
     # ---- timers -----------------------------------------------------------------------------
 
@@ -811,6 +1149,9 @@ class AlpacaFeed(Feed):
 
     def _cancel_timers(self) -> None:
         self._cancel_reply_timer()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         if self._stale_timer is not None:
             self._stale_timer.cancel()
             self._stale_timer = None

@@ -2,14 +2,17 @@
 
 It speaks the market-data v2 session (``../shared/reference/alpaca-stream.md``): greeting, auth by
 message or upgrade headers (success, 402), 404 on auth timeout, 403 on a second auth, 401 on a
-subscribe before auth, 400 on malformed requests, 405 over the symbol limit, 406 over the session
-limit, additive subscribe/unsubscribe answered with the complete state, then data frames from a
-list or a recording, as a burst, at a fixed interval (slow frames) or at recorded pace. JSON or
-msgpack per connection (``Content-Type: application/msgpack``); fragmented client messages are
-reassembled. Tests drive faults through :class:`ServerSession` (``send_error``, ``abort``) and the
+subscribe before auth, 400 on malformed requests, 405 over the symbol limit (state unchanged), 406
+over the session limit, 410 for a channel the feed lacks, additive subscribe/unsubscribe answered
+with the complete state, at any time, then data frames from a list or a recording, as a burst, at a
+fixed interval (slow frames) or at recorded pace. JSON or msgpack per connection
+(``Content-Type: application/msgpack``); fragmented client messages are reassembled. Tests drive
+faults through :class:`ServerSession` (``send_error``, ``abort``), the ``on_request`` hook and the
 scripted options of :class:`ReplayServerConfig`.
 
-Not a market simulator: every subscribed session gets the same frames, whatever it subscribed to.
+Not a market simulator: every subscribed session gets the same frames, whatever it subscribed to,
+unless ``filter_by_subscription`` is set; then each session gets only the messages its current
+subscription covers (so an unsubscribe stops a symbol and a later subscribe starts it).
 """
 
 from __future__ import annotations
@@ -72,6 +75,19 @@ ERROR_MESSAGES: Final[dict[int, str]] = {
 }
 
 _SUB_KEYS: Final = CHANNELS  # the subscribe keys the protocol defines, in one place
+_CHANNEL_OF_TYPE: Final[dict[str, str]] = {
+    "t": "trades",
+    "c": "trades",  # corrections follow trades
+    "x": "trades",  # cancel/errors follow trades
+    "q": "quotes",
+    "b": "bars",
+    "u": "updatedBars",
+    "d": "dailyBars",
+    "s": "statuses",
+    "l": "lulds",
+    "i": "imbalances",
+}
+"""The subscription channel that carries each data message type."""
 _CLOSING_ERRORS: Final = frozenset((402, 404, 406, 407, 408, 409, 411))
 """Errors after which the server closes the connection."""
 
@@ -87,6 +103,14 @@ class ReplayServerConfig:
     """Authenticated sessions allowed at once; one more gets 406 and is closed."""
     symbol_limit: int | None = None
     """Distinct trade+quote symbols allowed per session; above it a subscribe gets 405."""
+    unavailable_channels: tuple[str, ...] = ()
+    """Subscribe keys this feed does not offer: a request naming one gets 410, state unchanged."""
+    header_auth_confirms: bool = True
+    """After a good header auth, send ``authenticated`` after ``connected`` (what the protocol
+    documents for message auth; unverified for header auth). False: only ``connected``."""
+    filter_by_subscription: bool = False
+    """Send each session only the messages its current subscription covers (decodes every
+    frame: for feed tests, not for throughput benchmarks). Frames it covers whole go out as is."""
     auth_errors: list[int] = field(default_factory=list)
     """Codes answered to successive auth attempts instead of success (consumed in order)."""
     frames: Sequence[bytes] = ()
@@ -118,6 +142,9 @@ class ReplayServerConfig:
     """Send 407 slow client and drop the connection after this many frames (first session)."""
 
     def __post_init__(self) -> None:
+        unknown = [c for c in self.unavailable_channels if c not in _SUB_KEYS]
+        if unknown:
+            raise ValueError(f"unavailable_channels: unknown channels {unknown}")
         if self.rate_fps is not None and not self.rate_fps > 0:
             raise ValueError(f"rate_fps: must be > 0, got {self.rate_fps}")
         if self.speed is not None and not self.speed > 0:
@@ -159,6 +186,8 @@ class ServerSession(WSListener):
         self.authenticated = False
         self.closed = False
         self.subscription: dict[str, list[str]] = {key: [] for key in _SUB_KEYS}
+        """The session's complete subscription state (what the last reply carried)."""
+        self._covered: dict[str, frozenset[str]] = {key: frozenset() for key in _SUB_KEYS}
         self.received: list[dict[str, Any]] = []
         """Client requests, decoded, in arrival order."""
         self.sent_frames: list[bytes] = []
@@ -179,7 +208,11 @@ class ServerSession(WSListener):
         self.transport = transport
         self.send_control({"T": "success", "msg": "connected"})
         if self.header_key is not None or self.header_secret is not None:
-            self._authenticate(self.header_key, self.header_secret)
+            self._authenticate(
+                self.header_key,
+                self.header_secret,
+                confirm=self.server.config.header_auth_confirms,
+            )
         else:
             loop = asyncio.get_running_loop()
             self._auth_timer = loop.call_later(
@@ -281,6 +314,9 @@ class ServerSession(WSListener):
             self.send_error(400)
             return
         self.received.append(request)
+        hook = self.server.on_request
+        if hook is not None and hook(self, request):
+            return
         action = request["action"]
         if action == "auth":
             self._authenticate(request.get("key"), request.get("secret"))
@@ -289,7 +325,7 @@ class ServerSession(WSListener):
         else:
             self.send_error(400)
 
-    def _authenticate(self, key: object, secret: object) -> None:
+    def _authenticate(self, key: object, secret: object, *, confirm: bool = True) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -307,7 +343,8 @@ class ServerSession(WSListener):
             self.send_error(406)
             return
         self.authenticated = True
-        self.send_control({"T": "success", "msg": "authenticated"})
+        if confirm:
+            self.send_control({"T": "success", "msg": "authenticated"})
 
     def _subscribe(self, request: dict[str, Any], *, add: bool) -> None:
         if not self.authenticated:
@@ -319,6 +356,10 @@ class ServerSession(WSListener):
             for v in updates.values()
         ):
             self.send_error(400)
+            return
+        unavailable = self.server.config.unavailable_channels
+        if any(key in unavailable for key in updates):
+            self.send_error(410)
             return
         new_state = {key: list(value) for key, value in self.subscription.items()}
         for key, symbols in updates.items():
@@ -333,6 +374,7 @@ class ServerSession(WSListener):
             self.send_error(405)
             return
         self.subscription = new_state
+        self._covered = {key: frozenset(value) for key, value in new_state.items()}
         reply: dict[str, Any] = {"T": "subscription"}
         for key in _SUB_KEYS[:7]:
             reply[key] = list(new_state[key])
@@ -346,6 +388,40 @@ class ServerSession(WSListener):
             self.server._on_subscribed(self)
             self._stream_task = asyncio.get_running_loop().create_task(self._stream())
 
+    def covers(self, message: object) -> bool:
+        """Whether the current subscription covers one data message (unknown types: yes)."""
+        if not isinstance(message, dict):
+            return True
+        kind = message.get("T")
+        channel = _CHANNEL_OF_TYPE.get(kind) if isinstance(kind, str) else None
+        if channel is None:
+            return True
+        symbols = self._covered[channel]
+        return "*" in symbols or message.get("S") in symbols
+
+    def filtered(self, payload: bytes) -> bytes | None:
+        """``payload`` cut to the messages the subscription covers: as is when it covers all of
+        them, None when none, else re-encoded (``T`` first, msgpack Timestamps kept)."""
+        try:
+            if self.encoding is FrameEncoding.MSGPACK:
+                items = msgpack_loads(payload)
+            else:
+                items = orjson.loads(payload)
+        except Exception:
+            return payload  # not decodable: not ours to judge
+        if not isinstance(items, list):
+            return payload
+        kept = [m for m in items if self.covers(m)]
+        if len(kept) == len(items):
+            return payload
+        if not kept:
+            return None
+        if self.encoding is FrameEncoding.JSON:
+            return orjson.dumps(kept)
+        if all(isinstance(m, dict) and isinstance(m.get("t"), int) for m in kept):
+            return SyntheticFeed.msgpack_frame(kept)
+        return msgpack_dumps(kept)
+
     def _on_auth_timeout(self) -> None:
         self._auth_timer = None
         if not self.authenticated:
@@ -356,6 +432,7 @@ class ServerSession(WSListener):
         frames = self.server.frames_for(self.encoding)
         abort_after = config.abort_after_frames if self.index < config.abort_sessions else None
         slow_after = config.slow_client_after_frames if self.index == 0 else None
+        filtering = config.filter_by_subscription
         due = self._schedule(len(frames))
         start = time.monotonic()
         sent = 0
@@ -373,6 +450,12 @@ class ServerSession(WSListener):
                         await asyncio.sleep(0)
                 elif sent % 64 == 63:
                     await asyncio.sleep(0)  # let the loop breathe during long bursts
+                if filtering:
+                    kept = self.filtered(payload)
+                    if kept is None:
+                        await asyncio.sleep(0)  # a long run of skipped frames still yields
+                        continue
+                    payload = kept
                 self.send_data(payload)
                 sent += 1
                 if abort_after is not None and sent >= abort_after:
@@ -416,6 +499,9 @@ class AlpacaReplayServer:
         self.subscriptions = 0
         self.on_subscribed: Callable[[ServerSession], None] | None = None
         """Optional hook called after a session's first subscription reply."""
+        self.on_request: Callable[[ServerSession, dict[str, Any]], bool] | None = None
+        """Optional hook called with every well-formed client request (after it is logged in
+        ``received``); returning True means "handled": the server does nothing more with it."""
         self._server: asyncio.Server | None = None
         self._frames: dict[FrameEncoding, list[bytes]] = {
             self.config.frames_encoding: list(self.config.frames)
