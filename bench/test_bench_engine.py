@@ -1,0 +1,105 @@
+"""The engine in process: one frame in, its signals published over UDP, per frame.
+
+Same frames, same model, same process, one run: the embedded fast path (native staging into
+LiteRT's tensors, native record fill) against the batcher path the engine takes with the gRPC
+backend or a canary (here served by the same embedded model), which is what every frame took
+before the fast path existed. Each frame is one burst (``on_frame`` then ``end_of_burst``),
+published to a local UDP socket. Two regimes: back to back (warm caches) and with a 1 ms gap
+between frames (the core goes idle between frames, as at 1,000 frames/s).
+
+Run: ``.venv/bin/pytest bench/test_bench_engine.py -s`` (``RF_BENCH_SMOKE=1``: short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import uvloop
+
+from bench.latency import percentiles, scaled
+from relentless_fast.config import load_config
+from relentless_fast.engine import Engine
+from relentless_fast.engine.sources import render_frames
+
+SYMBOLS = tuple(f"S{i:03d}" for i in range(40))
+N_FRAMES = scaled(3000, 300)
+WARMUP = scaled(300, 50)
+
+
+def _config(udp_port: int) -> Any:
+    from pathlib import Path
+
+    models = Path(__file__).resolve().parents[1] / "models" / "relentless_financial"
+    return load_config(
+        env={},
+        overrides={
+            "engine.symbols": ",".join(SYMBOLS),
+            "engine.gc_freeze": "false",
+            "engine.kill_signal": "",
+            "outputs.udp.host": "127.0.0.1",
+            "outputs.udp.port": str(udp_port),
+            "outputs.udp.rerequest_port": "-1",
+            "outputs.grpc.enabled": "false",
+            "context.snapshot_path": "",
+            "inference.model_base_path": str(models),
+        },
+    )
+
+
+async def _per_frame_ns(frames: list[bytes], *, fast: bool, gap_s: float) -> dict[str, Any]:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    engine = Engine(_config(rx.getsockname()[1]), feed=False, context_store=False)
+    out = np.zeros(len(frames), np.int64)
+    async with engine:
+        if not fast:
+            engine._invokes = ()  # the batcher + pipeline path
+        for i, f in enumerate(frames):
+            t0 = time.perf_counter_ns()
+            engine.on_frame(f, 0)
+            engine.end_of_burst()
+            out[i] = time.perf_counter_ns() - t0
+            if gap_s:
+                time.sleep(gap_s)  # the core idles, as between frames at a low rate
+        snap = engine.snapshot()
+    rx.close()
+    assert snap["signals"] > 0 and (snap["batches"] > 0)
+    return {"samples": out[WARMUP:], "signals": snap["signals"]}
+
+
+@pytest.mark.benchmark(group="engine-frame")
+@pytest.mark.parametrize("gap_ms", [0.0, 1.0], ids=["back-to-back", "1ms-gap"])
+def test_frame_to_published(benchmark: Any, gap_ms: float) -> None:
+    frames = render_frames(SYMBOLS, n_frames=N_FRAMES, seed=3, max_messages=9)
+    results: dict[str, Any] = {}
+
+    def run() -> None:
+        order = (("batcher", False), ("fast", True), ("batcher2", False), ("fast2", True))
+        for name, fast in order:  # alternating: drift on a shared machine hits both
+            results[name] = uvloop.run(_per_frame_ns(frames, fast=fast, gap_s=gap_ms / 1000))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    fast = np.concatenate([results["fast"]["samples"], results["fast2"]["samples"]])
+    slow = np.concatenate([results["batcher"]["samples"], results["batcher2"]["samples"]])
+    pf, ps = percentiles(fast, 1000.0), percentiles(slow, 1000.0)
+    info = benchmark.extra_info
+    for q in ("p50_ns", "p99_ns", "p99_9_ns"):
+        key = q.removesuffix("_ns")
+        info[f"fast_{key}_us"] = pf[q]
+        info[f"batcher_{key}_us"] = ps[q]
+        info[f"ratio_{key}"] = ps[q] / pf[q]
+    info["signals_equal"] = results["fast"]["signals"] == results["batcher"]["signals"]
+    assert info["signals_equal"]
+
+
+if __name__ == "__main__":  # quick look without pytest
+    fr = render_frames(SYMBOLS, n_frames=N_FRAMES, seed=3, max_messages=9)
+    for fast_path in (False, True):
+        r = asyncio.run(_per_frame_ns(fr, fast=fast_path, gap_s=0.0))
+        print(fast_path, percentiles(r["samples"], 1000.0))
