@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import uvloop
 
@@ -96,6 +97,68 @@ def test_frame_to_published(benchmark: Any, gap_ms: float) -> None:
         info[f"ratio_{key}"] = ps[q] / pf[q]
     info["signals_equal"] = results["fast"]["signals"] == results["batcher"]["signals"]
     assert info["signals_equal"]
+
+
+STAGES = ("parse", "kernel", "halts", "mark", "stage", "invoke", "finish", "pack_publish")
+
+
+async def _stage_ns(frames: list[bytes]) -> dict[str, npt.NDArray[np.int64]]:
+    """The fast path's calls made one by one, each timed (what ``on_frame`` + burst end do)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    engine = Engine(_config(rx.getsockname()[1]), feed=False, context_store=False)
+    t = np.zeros((len(frames), len(STAGES) + 1), np.int64)
+    clock = time.perf_counter_ns
+    async with engine:
+        em, parser, kernel, halts = engine.emitter, engine.parser, engine.kernel, engine.halts
+        version = engine.embedded.version("stable")
+        for i, f in enumerate(frames):
+            row = t[i]
+            row[0] = clock()
+            n = parser.parse_json(f)
+            row[1] = clock()
+            touched = parser.touched
+            kernel.update(touched, n)
+            row[2] = clock()
+            halts.update(touched[:n])
+            row[3] = clock()
+            em.mark(touched, n, int(row[0]))
+            row[4] = clock()
+            k = em.stage()
+            row[5] = clock()
+            if k >= 0:
+                engine._invokes[k]()
+            row[6] = clock()
+            seq0 = engine._sequence
+            m = em.finish(seq0, time.time_ns(), clock(), version) if k >= 0 else 0
+            row[7] = clock()
+            if m:
+                engine._sequence = seq0 + m
+                engine._emit(m, seq0 + 1)
+            row[8] = clock()
+    rx.close()
+    d = np.diff(t[WARMUP:], axis=1)
+    out = {name: d[:, j] for j, name in enumerate(STAGES)}
+    out["total"] = t[WARMUP:, -1] - t[WARMUP:, 0]
+    return out
+
+
+@pytest.mark.benchmark(group="engine-stages")
+def test_where_the_time_goes(benchmark: Any) -> None:
+    """Per-stage P50/P99 of the fast path, back to back (warm caches)."""
+    frames = render_frames(SYMBOLS, n_frames=N_FRAMES, seed=3, max_messages=9)
+    got: dict[str, npt.NDArray[np.int64]] = {}
+
+    def run() -> None:
+        got.update(uvloop.run(_stage_ns(frames)))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    for name, samples in got.items():
+        p = percentiles(samples, 1000.0)
+        benchmark.extra_info[f"{name}_p50_us"] = p["p50_ns"]
+        benchmark.extra_info[f"{name}_p99_us"] = p["p99_ns"]
+    assert got["total"].shape[0] == N_FRAMES - WARMUP
 
 
 if __name__ == "__main__":  # quick look without pytest
