@@ -694,6 +694,8 @@ class Engine:
         sym = emitter.ids[:n].copy()
         kernel = self.kernel
         batcher.submit_burst(sym, kernel.features[sym], kernel.event_ts_ns[sym])
+        if self._flush_each_frame:
+            batcher.flush()  # whatever the window: the frame's rows leave before the next frame
 
     def _run_fast_path(self) -> None:
         """Stage the marked rows into a bucket, invoke it, fill and publish the signals; chunks
