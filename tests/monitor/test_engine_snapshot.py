@@ -73,7 +73,9 @@ async def test_engine_signals_audited_and_snapshot_fully_named(
             async with httpx.AsyncClient() as client:
                 text = (await client.get(f"http://{addr[0]}:{addr[1]}/metrics")).text
                 health = (await client.get(f"http://{addr[0]}:{addr[1]}/healthz")).status_code
+                snap_json = (await client.get(f"http://{addr[0]}:{addr[1]}/snapshot")).json()
         assert health == 200
+        assert snap_json["session"] == engine.session and snap_json["frames"] == len(frames)
     finally:
         await monitor.aclose()
     fams = parse(text)

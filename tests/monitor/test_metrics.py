@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
@@ -127,6 +128,18 @@ def test_extra_sections_and_escaping() -> None:
     assert sample(fams, "session_info", session='we"ird\\na\nme') == 1
     assert sample(fams, "audit_signals_written_total") == 9
     assert sample(fams, "audit_signals_dropped_total") == 0
+
+
+def test_numpy_values_are_exported_as_plain_numbers() -> None:
+    snap = {
+        "frames": np.int64(5),
+        "context_stale": np.bool_(True),
+        "latency_us": {"p50": np.float32(2.5)},
+    }
+    fams = parse(render(snap))
+    assert sample(fams, "frames_total") == 5
+    assert sample(fams, "context_stale") == 1
+    assert sample(fams, "frame_to_signal_latency_seconds", quantile="0.5") == 2.5e-6
 
 
 def test_empty_snapshot_and_odd_values() -> None:

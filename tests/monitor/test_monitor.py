@@ -86,10 +86,10 @@ async def test_taken_port_runs_without_metrics_unless_required(tmp_path: Path) -
         assert len(read_parquet(tmp_path / "audit")["sequence"]) == 5
 
         strict = make(section(tmp_path, metrics_port=port, metrics_required=True), fake)
-        before = threading.active_count()
         with pytest.raises(OSError):
             await strict.start()
-        assert threading.active_count() <= before, "audit threads stopped on the failed start"
+        audit_threads = [t for t in threading.enumerate() if t.name.startswith("rf-audit")]
+        assert audit_threads == [], "audit threads stopped on the failed start"
 
 
 async def test_everything_off_is_a_no_op(tmp_path: Path) -> None:

@@ -155,4 +155,6 @@ class Monitor:
     def _snapshot_json(self) -> bytes:
         snap = dict(self._snapshot())
         snap["monitor"] = self.counters()
-        return orjson.dumps(snap, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+        return (
+            orjson.dumps(snap, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        )

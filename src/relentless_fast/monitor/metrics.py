@@ -15,11 +15,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,16 @@ def quantile_label(key: str) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | bool)
+    """Python and numpy numbers and bools (numpy's register as ``numbers.Real``)."""
+    return isinstance(value, numbers.Real | np.bool_)
+
+
+def _plain(value: Any) -> float | int | bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
 
 
 @dataclass(slots=True)
@@ -136,6 +148,7 @@ class _Exposition:
     ) -> None:
         if not _is_number(value):
             return
+        value = _plain(value)
         full = PREFIX + name
         fam = self.families.get(full)
         if fam is None:
