@@ -167,24 +167,11 @@ def test_the_event_loop_thread_runs_on_the_configured_cpu(probed: dict[str, Any]
     assert probed["serving"] is False  # the probe feed ended, the engine stopped cleanly
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_cpu_affinity calls os.sched_setaffinity(0, ...), which pins only the calling "
-    "thread: threads started before run_engine (numpy's OpenBLAS pool, any library's "
-    "workers) keep every CPU. Fix in engine/core.py: pin each id in /proc/self/task too.",
-)
 def test_every_thread_of_the_engine_process_is_pinned(probed: dict[str, Any]) -> None:
     assert probed["early"] == [target_cpu()]
     assert all(cpus == [target_cpu()] for cpus in probed["threads"].values()), probed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CPU this process may not use reaches os.sched_setaffinity unchecked: OSError "
-    "EINVAL escapes run_engine as a traceback (exit 1). Fix: set_cpu_affinity checks the "
-    "CPUs against os.sched_getaffinity(0) and raises ConfigError('engine.cpu_affinity', ...), "
-    "which cmd_run reports as a configuration error (exit 2).",
-)
 def test_a_cpu_that_does_not_exist_is_a_clear_error() -> None:
     bad = str(max(max(allowed_cpus()) + 1, 4095))
     done = subprocess.run(

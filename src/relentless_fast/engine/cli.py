@@ -70,6 +70,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(pid_file).write_text(f"{os.getpid()}\n")
     try:
         snapshot = run_engine(config, seconds=args.seconds)
+    except ConfigError as exc:  # found only when applied (e.g. a CPU this machine lacks)
+        print(f"relentless-fast run: configuration error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if pid_file:
             Path(pid_file).unlink(missing_ok=True)

@@ -32,7 +32,7 @@ import numpy.typing as npt
 from relentless_fast._emit import LULD_FLAG, LULD_IGNORE, LULD_SUPPRESS, Emitter
 from relentless_fast._features import FeatureKernel
 from relentless_fast._tickparse import TickParser, TickRings
-from relentless_fast.config import Config
+from relentless_fast.config import Config, ConfigError
 from relentless_fast.context.store import ContextStore
 from relentless_fast.engine.context_state import FusedContext
 from relentless_fast.engine.halts import HaltTracker
@@ -902,9 +902,26 @@ def _put_nowait_dropping(q: asyncio.Queue[bytes | None], item: bytes | None) -> 
 
 
 def set_cpu_affinity(cpus: tuple[int, ...]) -> None:
-    """Pin this process to ``cpus`` (no-op when empty or unsupported)."""
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(cpus))
+    """Pin every thread of this process to ``cpus`` (no-op when empty or unsupported).
+
+    Threads started earlier (numpy's BLAS pool, library workers) are pinned too, and threads
+    started later inherit the affinity. A CPU this process may not use is a
+    :class:`~relentless_fast.config.ConfigError` naming ``engine.cpu_affinity``.
+    """
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return
+    allowed = os.sched_getaffinity(0)
+    bad = sorted(set(cpus) - allowed)
+    if bad:
+        here = sorted(allowed)
+        raise ConfigError("engine.cpu_affinity", f"CPU {bad[0]} is not available (allowed: {here})")
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, set(cpus))
 
 
 def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
