@@ -62,6 +62,8 @@ async def test_replay_server_to_udp_consumer_with_clean_shutdown(
     assert stats.session == engine.session
     assert engine.udp.counters.signals_sent == stats.signals
     assert np.isfinite(list(stats.latency_us().values())).all()
+    feed_counters = engine.snapshot()["feed"]  # the Alpaca client's own counters included
+    assert feed_counters["data_frames"] >= 200 and feed_counters["changes_requested"] == 0
 
 
 async def test_every_output_carries_the_session_sequence(

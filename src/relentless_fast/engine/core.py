@@ -881,6 +881,9 @@ class Engine:
             snap["tcp"] = dict(_fields(self.tcp.counters))
         if self.feed is not None:
             snap["feed"] = dict(_fields(self.feed.counters))
+            alpaca = getattr(self.feed, "alpaca_counters", None)  # subscription changes, auth
+            if alpaca is not None:
+                snap["feed"].update(_fields(alpaca))
         return snap
 
 
