@@ -47,8 +47,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def demo_config(args: argparse.Namespace) -> Config:
-    """Embedded defaults: loopback UDP (free ports), no gRPC, no context store, no kill signal."""
+def demo_config(args: argparse.Namespace, audit_dir: str = "") -> Config:
+    """Embedded defaults: loopback UDP (free ports), no gRPC, no context store, no kill signal,
+    metrics on a free port, the audit log in ``audit_dir`` (off when empty)."""
     return load_config(
         env={},
         overrides={
@@ -61,6 +62,9 @@ def demo_config(args: argparse.Namespace) -> Config:
             "outputs.grpc.enabled": "false",
             "context.snapshot_path": "",
             "inference.model_base_path": str(models_dir() / MODEL_NAME),
+            "monitor.metrics_port": "0",
+            "monitor.audit_enabled": "true" if audit_dir else "false",
+            "monitor.audit_dir": audit_dir or "var/audit",
         },
     )
 
@@ -116,10 +120,10 @@ class _Timing:
             self.latency_ns.append(recv_ns - int(self.recv_by_seq[seq]))
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, audit_dir: str) -> dict[str, Any]:
     from relentless_fast.outputs.consumer import UdpConsumer, UdpSource
 
-    config = demo_config(args)
+    config = demo_config(args, audit_dir)
     if args.source == "sample":
         from relentless_fast.feeds.recording import read_recording
 
@@ -157,7 +161,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "timing": holder["t"],
         "wall_s": wall,
         "source": source,
+        "audit": _audited(audit_dir),
     }
+
+
+def _audited(audit_dir: str) -> dict[str, Any]:
+    """What the audit log holds after the run (read back from its Parquet files)."""
+    from relentless_fast.monitor.cli import connect, summary
+
+    rows = summary(connect(audit_dir))
+    return rows[0] if rows else {}
 
 
 def _replace_udp(config: Config, **changes: Any) -> Config:
@@ -170,9 +183,12 @@ def _replace_udp(config: Config, **changes: Any) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the summary; returns 0 when every signal arrived intact."""
+    import tempfile
+
     loop = new_event_loop("uvloop")
     try:
-        result = loop.run_until_complete(_run(args))
+        with tempfile.TemporaryDirectory(prefix="relentless-audit-") as audit_dir:
+            result = loop.run_until_complete(_run(args, audit_dir))
     finally:
         loop.close()
     return _print_summary(result)
@@ -187,7 +203,7 @@ def _print_summary(r: dict[str, Any]) -> int:
     drops.update({f"inference_{k}": v for k, v in snap["inference_drops"].items()})
     suppressed = {k: v for k, v in snap["suppressed"].items() if v}
     lat = np.asarray(r["timing"].latency_ns, dtype=np.int64) / 1000.0
-    print("relentless-fast demo: feed -> parser -> features -> batcher -> LiteRT -> codec -> UDP")
+    print("relentless-fast demo: feed -> parser -> features -> LiteRT -> codec -> UDP + audit log")
     print(f"  source          {r['source']}")
     print(f"  frames          {snap['frames']:>12,}  in {r['wall_s']:.2f} s")
     print(
@@ -206,6 +222,16 @@ def _print_summary(r: dict[str, Any]) -> int:
     print(f"  consumer check  {'ok' if ok else 'FAILED':>12}  CRC/sequence: bad {stats.bad_signals}"
           f" gaps {stats.gaps} lost {stats.lost}; end of session "
           f"{'seen' if stats.end_of_session else 'missing'}")  # fmt: skip
+    audit = r["audit"]
+    audit_ok = (audit.get("signals"), audit.get("missing"), audit.get("duplicates")) == (
+        snap["signals"],
+        0,
+        0,
+    )
+    ok = ok and audit_ok
+    print(f"  audit log       {'ok' if audit_ok else 'FAILED':>12}  {audit.get('signals', 0):,} "
+          f"signals in Parquet (DuckDB), sequences {audit.get('first_sequence')}.."
+          f"{audit.get('last_sequence')}, missing {audit.get('missing')}")  # fmt: skip
     ctx = "neutral, flagged stale" if snap["context_stale"] else "fresh"
     print(f"  model           v{engine.embedded.version('stable')} on LiteRT (embedded); "
           f"context v{snap['context_version']} ({ctx})")  # fmt: skip

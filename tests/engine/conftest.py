@@ -37,6 +37,8 @@ def make_config(**overrides: Any) -> Config:
         "outputs.udp.enabled": "false",
         "outputs.grpc.enabled": "false",
         "context.snapshot_path": "",
+        "monitor.metrics_enabled": "false",
+        "monitor.audit_enabled": "false",
         "inference.model_base_path": str(REPO_ROOT / "models" / "relentless_financial"),
         "feed.synthetic_frames": "300",
         "feed.synthetic_max_messages": "20",

@@ -312,3 +312,24 @@ async def test_frames_outside_the_session_are_ignored(embedded: EmbeddedBackend)
     engine.on_frame(frame(trade("AAPL", 100.0, T0 + 2)), 0)  # stopped
     assert engine.counters.frames_ignored == 2 and engine.counters.frames == 1
     assert got.records()["event_ts_ns"].tolist() == [T0 + 1]
+
+
+async def test_a_failing_output_is_counted_and_the_others_still_get_the_batch(
+    embedded: EmbeddedBackend,
+) -> None:
+    class Broken:
+        def publish(self, packed: Any, m: int) -> int:
+            raise OSError("output failed")
+
+        async def aclose(self) -> None:
+            return None
+
+    got = Collector()
+    engine = Engine(make_config(), feed=False, embedded=embedded, on_signals=got,
+                    context_store=False)  # fmt: skip
+    async with engine:
+        engine.udp = Broken()
+        engine.on_frame(frame(trade("AAPL", 100.0, T0)), 0)
+        engine.end_of_burst()
+    assert len(got.batches) == 1
+    assert engine.snapshot()["errors"]["output"] == 1

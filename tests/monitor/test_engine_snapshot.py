@@ -1,14 +1,8 @@
-"""A real engine's snapshot and signals through the monitor (via the public listener API).
-
-Until the engine calls ``Monitor.append`` itself, a signal listener does the same thing: every
-published batch's packed view goes to the audit log. The test checks that every key of a real
-snapshot has a named metric (none falls back to ``untyped``) and that the audit log holds every
-signal the engine emitted, byte for byte.
-"""
+"""The engine's own monitor: every signal audited (whatever the outputs' emission policies),
+none after the kill switch, metrics named for every snapshot key, health from the engine."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import httpx
@@ -18,7 +12,6 @@ import pytest
 from relentless_fast.engine.core import Engine, SignalBatch, load_embedded
 from relentless_fast.engine.sources import SyntheticSource, render_frames
 from relentless_fast.inference.embedded import EmbeddedBackend
-from relentless_fast.monitor import Monitor
 from relentless_fast.signals import unpack
 from tests.engine.conftest import SYMBOLS, make_config
 from tests.monitor.exposition import parse
@@ -39,16 +32,18 @@ async def test_engine_signals_audited_and_snapshot_fully_named(
             "outputs.udp.host": "127.0.0.1",
             "outputs.udp.port": "9",  # discard: nobody listens, datagrams are just sent
             "outputs.udp.rerequest_port": "-1",
+            "outputs.udp.emission": "changes",  # the UDP stream is filtered, the audit is not
+            "monitor.metrics_enabled": "true",
+            "monitor.metrics_port": "0",
+            "monitor.audit_enabled": "true",
+            "monitor.audit_dir": str(tmp_path / "audit"),
         }
     )
     frames = render_frames(SYMBOLS, n_frames=200, seed=5, max_messages=20)
     seen: list[bytes] = []
-    monitor: Monitor | None = None
 
     def on_signals(batch: SignalBatch) -> None:
         seen.append(bytes(batch.packed))
-        assert monitor is not None
-        monitor.append(batch.packed, batch.count)
 
     engine = Engine(
         config,
@@ -57,27 +52,19 @@ async def test_engine_signals_audited_and_snapshot_fully_named(
         on_signals=on_signals,
         context_store=False,
     )
-    section = dataclasses.replace(config.monitor, metrics_port=0, audit_dir=str(tmp_path / "audit"))
-    monitor = Monitor(
-        section,
-        session=engine.session,
-        snapshot=engine.snapshot,
-        serving=lambda: engine.serving,
-    )
-    await monitor.start()
-    try:
-        addr = monitor.metrics_address
+    async with engine:
+        await engine.wait()
+        addr = engine.monitor.metrics_address
         assert addr is not None
-        async with engine:
-            await engine.wait()
-            async with httpx.AsyncClient() as client:
-                text = (await client.get(f"http://{addr[0]}:{addr[1]}/metrics")).text
-                health = (await client.get(f"http://{addr[0]}:{addr[1]}/healthz")).status_code
-                snap_json = (await client.get(f"http://{addr[0]}:{addr[1]}/snapshot")).json()
-        assert health == 200
-        assert snap_json["session"] == engine.session and snap_json["frames"] == len(frames)
-    finally:
-        await monitor.aclose()
+        base = f"http://{addr[0]}:{addr[1]}"
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{base}/metrics")).text
+            health = (await client.get(f"{base}/healthz")).status_code
+            snap_json = (await client.get(f"{base}/snapshot")).json()
+            engine.kill("test")
+            killed_health = (await client.get(f"{base}/healthz")).status_code
+    assert (health, killed_health) == (200, 503)
+    assert snap_json["session"] == engine.session and snap_json["frames"] == len(frames)
     fams = parse(text)
     untyped = sorted(n for n, f in fams.items() if f.type == "untyped")
     assert untyped == [], f"snapshot keys without a metric name: {untyped}"
@@ -89,4 +76,25 @@ async def test_engine_signals_audited_and_snapshot_fully_named(
     emitted = unpack(b"".join(seen))
     assert emitted.shape[0] == snap["signals"]
     assert (emitted["sequence"] == np.arange(1, emitted.shape[0] + 1)).all()
-    assert_same(read_parquet(tmp_path / "audit"), emitted)
+    assert snap["udp"]["signals_sent"] < snap["signals"]  # the policy filtered UDP ...
+    assert_same(read_parquet(tmp_path / "audit"), emitted)  # ... the audit has every signal
+
+
+async def test_signals_discarded_by_the_kill_switch_are_not_audited(
+    tmp_path: Path, embedded: EmbeddedBackend
+) -> None:
+    from tests.engine.test_engine import T0, frame, trade
+
+    config = make_config(
+        **{"monitor.audit_enabled": "true", "monitor.audit_dir": str(tmp_path / "audit")}
+    )
+    engine = Engine(config, feed=False, embedded=embedded, context_store=False)
+    async with engine:
+        engine.on_frame(frame(trade("AAPL", 100.0, T0)), 0)
+        engine.end_of_burst()
+        engine.on_frame(frame(trade("MSFT", 50.0, T0 + 1)), 0)  # marked, not yet answered
+        engine.kill("test")
+        engine.end_of_burst()
+    assert engine.counters.discarded_killed == 1
+    cols = read_parquet(tmp_path / "audit")
+    assert cols["sequence"].tolist() == [1] and cols["symbol_id"].tolist() == [0]

@@ -86,3 +86,13 @@ def test_policy_changes_tracks_each_symbol_across_and_within_batches() -> None:
 def test_policy_rejects_unknown_name() -> None:
     with pytest.raises(ValueError):
         EmissionFilter("sometimes")
+
+
+def test_a_batch_the_policy_filters_out_entirely_gives_no_bytes() -> None:
+    from relentless_fast.signals import SIGNAL_RECORD_DTYPE, pack
+
+    rec = np.zeros(3, SIGNAL_RECORD_DTYPE)  # all hold
+    rec["sequence"] = [1, 2, 3]
+    packed = bytearray(pack(rec))
+    src, n = EmissionFilter(EmissionPolicy.ACTIONS).select_bytes(packed, 3)
+    assert (n, bytes(src)) == (0, b"")

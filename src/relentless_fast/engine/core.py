@@ -127,6 +127,8 @@ class EngineCounters:
     iterator_drops: int = 0
     """Batches an async-iterator consumer did not take in time (its queue was full)."""
     feed_errors: int = 0
+    output_errors: int = 0
+    """Batches a UDP/TCP output failed to take (logged; the other outputs still got them)."""
 
 
 def latency_percentiles_us(ring: npt.NDArray[np.int64], count: int) -> dict[str, float]:
@@ -201,6 +203,9 @@ class Engine:
         self.udp: Any = None
         self.tcp: Any = None
         self.grpc: Any = None
+        self.monitor: Any = None
+        """The metrics endpoint and audit log (``[monitor]``), started with the outputs."""
+        self._audit: Callable[[memoryview, int], None] = _no_audit
         self._listeners: list[Listener] = [on_signals] if on_signals is not None else []
         self._queues: list[asyncio.Queue[bytes | None]] = []
         self._context = FusedContext.neutral(n)
@@ -304,6 +309,7 @@ class Engine:
         self._load_initial_context()
         if self._outputs_enabled:
             await self._start_outputs()
+            await self._start_monitor()
         self._install_kill_signal(loop)
         if self.config.engine.busy_poll:
             loop.call_soon(self._spin)
@@ -391,6 +397,18 @@ class Engine:
             self.grpc = EngineGrpcServer(self, host=out.grpc.host, port=out.grpc.port)
             await self.grpc.start()
 
+    async def _start_monitor(self) -> None:
+        from relentless_fast.monitor import Monitor
+
+        self.monitor = Monitor(
+            self.config.monitor,
+            session=self.session,
+            snapshot=self.snapshot,
+            serving=lambda: self.serving,
+        )
+        await self.monitor.start()
+        self._audit = self.monitor.append
+
     def _start_feed(self) -> None:
         arg = self._feed_arg
         if arg is False:
@@ -466,16 +484,22 @@ class Engine:
         self._notify_health()
         for q in self._queues:
             _put_nowait_dropping(q, None)
+        await self._close_outputs()
+        if self.config.engine.gc_freeze and not self._gc_was_frozen:
+            gc.unfreeze()  # only what we froze: an embedding process's own freeze stays
+        if self._done is not None:
+            self._done.set()
+
+    async def _close_outputs(self) -> None:
+        """gRPC, then UDP/TCP (end of session), then the monitor (the audit log written)."""
         if self.grpc is not None:
             await self.grpc.stop()
         if self.udp is not None:
             await self.udp.aclose()
         if self.tcp is not None:
             await self.tcp.aclose()
-        if self.config.engine.gc_freeze and not self._gc_was_frozen:
-            gc.unfreeze()  # only what we froze: an embedding process's own freeze stays
-        if self._done is not None:
-            self._done.set()
+        if self.monitor is not None:
+            await self.monitor.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -790,10 +814,14 @@ class Engine:
         self._publish(rec, nbytes, m, first_seq)
 
     def _publish(self, rec: npt.NDArray[np.void], nbytes: int, m: int, first_seq: int) -> None:
-        if self.udp is not None:
-            self.udp.publish(self._packed, m)
-        if self.tcp is not None:
-            self.tcp.publish(self._packed, m)
+        self._audit(self._packed_view, m)  # every signal, before any output's emission policy
+        for output in (self.udp, self.tcp):
+            if output is not None:
+                try:
+                    output.publish(self._packed, m)
+                except Exception:  # one failing output never stops the others nor the loop
+                    self.counters.output_errors += 1
+                    log.exception("%s publish failed", type(output).__name__)
         view = self._packed_view[:nbytes]
         if self._listeners:
             batch = SignalBatch(view, rec, first_seq)
@@ -860,6 +888,12 @@ class Engine:
             "context_stale": self._context.stale,
             "context_swaps": c.context_swaps,
             "latency_us": latency_percentiles_us(em.latency_ns, em.latency_count),
+            "errors": {
+                "feed": c.feed_errors,
+                "callback": c.callback_errors,
+                "output": c.output_errors,
+                "iterator_drop": c.iterator_drops,
+            },
             "rows_fallback": ic.rows_fallback,
         }
         if self.remote is not None and self.pipeline is not None:
@@ -885,6 +919,10 @@ class Engine:
             if alpaca is not None:
                 snap["feed"].update(_fields(alpaca))
         return snap
+
+
+def _no_audit(packed: memoryview, m: int) -> None:
+    """The audit hook while no monitor runs."""
 
 
 def _fields(obj: Any) -> list[tuple[str, Any]]:

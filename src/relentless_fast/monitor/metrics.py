@@ -64,6 +64,12 @@ _BY_REASON: Final[dict[str, tuple[str, str, str]]] = {
     "parser_drops": ("parser_drops_total", "reason", "Messages the tick parser dropped."),
     "inference_drops": ("inference_drops_total", "reason", "Rows inference dropped."),
     "suppressed": ("signals_suppressed_total", "reason", "Signals not emitted, by reason."),
+    "errors": (
+        "engine_errors_total",
+        "kind",
+        "Errors the engine counted and went on: feed errors, failed signal callbacks and "
+        "outputs, batches an async iterator did not take.",
+    ),
 }
 _SECTIONS: Final[dict[str, str]] = {
     "udp": "MoldUDP64 publisher",

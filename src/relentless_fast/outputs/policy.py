@@ -49,6 +49,8 @@ class EmissionFilter:
             return src, max(count, 0)
         rows = np.frombuffer(src, dtype=np.uint8, count=count * SIGNAL_SIZE)
         selected = self.select(rows.reshape(count, SIGNAL_SIZE))
+        if selected.shape[0] == 0:  # nothing passes (a memoryview of no rows cannot be cast)
+            return memoryview(b""), 0
         return np.ascontiguousarray(selected).data.cast("B"), int(selected.shape[0])
 
     def select(self, rows: Rows) -> Rows:
