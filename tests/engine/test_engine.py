@@ -318,6 +318,8 @@ async def test_a_failing_output_is_counted_and_the_others_still_get_the_batch(
     embedded: EmbeddedBackend,
 ) -> None:
     class Broken:
+        counters = Collector()  # any object with attributes: the snapshot lists them
+
         def publish(self, packed: Any, m: int) -> int:
             raise OSError("output failed")
 
