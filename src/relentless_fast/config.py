@@ -138,6 +138,8 @@ class FeedSection:
     encoding: str = "json"
     """``json`` or ``msgpack`` (Alpaca); a recording carries its own."""
     auth_in_headers: bool = False
+    header_auth_grace_secs: float = 2.0
+    """With header auth: subscribe after this long when no ``authenticated`` arrives."""
     channels: tuple[str, ...] = ("trades", "quotes", "statuses", "lulds")
     """Alpaca channels subscribed for every engine symbol."""
     stale_after_secs: float = 30.0
@@ -160,7 +162,8 @@ class FeedSection:
         known = ("trades", "quotes", "bars", "updated_bars", "daily_bars", "statuses", "lulds")
         for ch in self.channels:
             _choice("feed.channels", ch, known)
-        for key in ("replay_speed", "synthetic_rate_fps", "stale_after_secs"):
+        for key in ("replay_speed", "synthetic_rate_fps", "stale_after_secs",
+                    "header_auth_grace_secs"):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ConfigError(f"feed.{key}", "must be >= 0")
         if self.synthetic_frames < 1 or self.synthetic_max_messages < 1:

@@ -117,6 +117,7 @@ def build_feed(config: Config, sink: FrameSink) -> Feed:
         url=fc.url,
         encoding=encoding,
         auth_in_headers=fc.auth_in_headers,
+        header_auth_grace_secs=fc.header_auth_grace_secs,
         stale_after_secs=fc.stale_after_secs,
         **channels,
     ).with_env_credentials()
