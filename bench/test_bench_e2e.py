@@ -34,6 +34,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,10 @@ def _engine_process(args: dict[str, Any], grpc_target: str = "") -> subprocess.P
         "outputs.udp.port": str(args["udp_port"]), "outputs.udp.rerequest_port": "-1",
         "outputs.grpc.enabled": "false", "context.snapshot_path": "",
         "inference.model_base_path": str(REPO / "models" / "relentless_financial"),
+        # production defaults otherwise: the audit log on (in a scratch directory), metrics on
+        "monitor.audit_dir": tempfile.mkdtemp(prefix="rf-e2e-audit-"),
+        "monitor.audit_enabled": os.environ.get("RF_E2E_AUDIT", "true"),
+        "monitor.metrics_port": "0",
     }  # fmt: skip
     if grpc_target:
         flags["inference.backend"] = "grpc"

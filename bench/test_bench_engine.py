@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 import time
 from typing import Any
 
@@ -48,6 +49,8 @@ def _config(udp_port: int) -> Any:
             "outputs.grpc.enabled": "false",
             "context.snapshot_path": "",
             "inference.model_base_path": str(models),
+            "monitor.metrics_enabled": "false",
+            "monitor.audit_dir": tempfile.mkdtemp(prefix="rf-bench-audit-"),  # audit on, as run
         },
     )
 
