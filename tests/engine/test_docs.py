@@ -11,7 +11,7 @@ from tests.engine.conftest import REPO_ROOT
 
 
 def test_engine_doc_example_runs(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     text = (REPO_ROOT / "docs" / "engine.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
@@ -19,6 +19,11 @@ def test_engine_doc_example_runs(
     monkeypatch.chdir(REPO_ROOT)  # the example uses the default model path, models/...
     for key in [k for k in __import__("os").environ if k.startswith("RELENTLESS_")]:
         monkeypatch.delenv(key)
-    code = compile(blocks[0], str(Path("docs/engine.md")), "exec")
+    # the example's audit log goes to var/audit under the working directory: keep it out of
+    # the repository (the overrides win over the environment, so the path is rewritten)
+    example = blocks[0].replace('"var/audit"', repr(str(tmp_path / "audit")))
+    assert example != blocks[0]
+    code = compile(example, str(Path("docs/engine.md")), "exec")
     exec(code, {"__name__": "__doc_example__"})
     assert re.search(r"\d+ ticks -> \d+ signals", capsys.readouterr().out)
+    assert list((tmp_path / "audit").glob("*.parquet"))  # the audit log was written
