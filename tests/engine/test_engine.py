@@ -335,3 +335,30 @@ async def test_a_failing_output_is_counted_and_the_others_still_get_the_batch(
         engine.end_of_burst()
     assert len(got.batches) == 1
     assert engine.snapshot()["errors"]["output"] == 1
+
+
+@pytest.mark.parametrize("flush_each_frame", ["false", "true"])
+async def test_a_listener_feeding_a_frame_during_publish_gets_it_answered_after(
+    embedded: EmbeddedBackend, flush_each_frame: str
+) -> None:
+    """Re-entry from a listener must not overwrite the batch being published."""
+    seen: list[tuple[int, list[int], bytes]] = []
+    engine: Engine | None = None
+
+    def listener(batch: SignalBatch) -> None:
+        assert engine is not None
+        before = bytes(batch.packed)
+        if not seen:
+            engine.on_frame(frame(trade("MSFT", 50.0, T0 + 1)), 0)  # a trading process's echo
+        assert bytes(batch.packed) == before  # the batch in hand is intact
+        seen.append((batch.first_sequence, batch.records["symbol_id"].tolist(), before))
+
+    config = make_config(**{"inference.flush_each_frame": flush_each_frame})
+    engine = Engine(config, feed=False, embedded=embedded, on_signals=listener,
+                    context_store=False)  # fmt: skip
+    async with engine:
+        engine.on_frame(frame(trade("AAPL", 100.0, T0)), 0)
+        engine.end_of_burst()
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert [(s, ids) for s, ids, _ in seen] == [(1, [0]), (2, [1])]

@@ -252,6 +252,8 @@ class Engine:
         self._model_version = self.embedded.version("stable")
         self._flush_each_frame = cfg.inference.flush_each_frame
         self._burst_pending = False
+        self._flushing = False
+        """True while a burst's signals are produced and published (re-entry is deferred)."""
         self._batch_ctx_version = np.zeros(_BATCH_SLOTS, np.uint32)
         self._sequence = 0
         parse = self.parser.parse_json
@@ -705,6 +707,18 @@ class Engine:
         if self._killed:
             self.counters.discarded_killed += emitter.discard()
             return
+        if self._flushing:  # a listener fed a frame while its batch is published: next turn
+            if not self._burst_pending and self._loop is not None:
+                self._burst_pending = True
+                self._loop.call_soon(self._on_burst_end)
+            return
+        self._flushing = True
+        try:
+            self._flush_marked(emitter)
+        finally:
+            self._flushing = False
+
+    def _flush_marked(self, emitter: Emitter) -> None:
         batcher = self.batcher
         if self._invokes and (batcher is None or not batcher.pending):
             self._run_fast_path()
