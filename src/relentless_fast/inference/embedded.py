@@ -72,6 +72,11 @@ class _Bucket:
     def run(self, ticks: npt.NDArray[np.float32], context: npt.NDArray[np.float32]) -> Outputs:
         """Outputs for ``n <= size`` rows, copied out of the tensors."""
         n = ticks.shape[0]
+        if n == self.size:  # a full bucket: whole-tensor copies, no slicing
+            self.ticks[...] = ticks
+            self.context[...] = context
+            self.invoke()
+            return {name: v.copy() for name, v in self.outputs.items()}
         self.ticks[:n] = ticks
         self.context[:n] = context
         self.invoke()
