@@ -204,7 +204,6 @@ cdef class Emitter:
     """int32[S]: the symbols of the last :meth:`collect` / :meth:`stage`, in id order."""
     cdef readonly object latency_ns
     """int64 ring of latency samples (frame in to record filled), newest at ``latency_count``."""
-    cdef readonly object dirty
     cdef readonly uint64_t latency_count
     cdef readonly uint64_t rows
     """Rows staged or collected for the model."""
@@ -260,13 +259,13 @@ cdef class Emitter:
         self._limit_down = <const double*><size_t>limit_down.ctypes.data
         self._rec = <SignalRec*><size_t>records.ctypes.data
         self._cap = records.shape[0]
-        self.dirty = np.zeros(n, np.uint8)
+        dirty = np.zeros(n, np.uint8)
         t0 = np.zeros(n, np.int64)
         price = np.full(n, np.nan)
         self.ids = np.zeros(n, np.int32)
         self.latency_ns = np.zeros(latency_samples, np.int64)
         self._lat_cap = latency_samples
-        self._dirty = <uint8_t*><size_t>self.dirty.ctypes.data
+        self._dirty = <uint8_t*><size_t>dirty.ctypes.data
         self._t0 = <int64_t*><size_t>t0.ctypes.data
         self._price = <double*><size_t>price.ctypes.data
         self._ids = <int32_t*><size_t>self.ids.ctypes.data
@@ -279,7 +278,7 @@ cdef class Emitter:
         self._n_buckets = 0
         self._bucket = -1
         self._keep = [features, last_price, event_ts_ns, halted, limit_up, limit_down, records,
-                      t0, price]
+                      dirty, t0, price]
 
     # -- context ---------------------------------------------------------------------------
 

@@ -24,9 +24,6 @@ class Emitter:
     def latency_ns(self) -> npt.NDArray[np.int64]:
         """int64 ring of latency samples (frame in to record filled, ns)."""
     @property
-    def dirty(self) -> npt.NDArray[np.uint8]:
-        """uint8[S]: 1 for each symbol marked since the last burst."""
-    @property
     def latency_count(self) -> int: ...
     @property
     def rows(self) -> int:
