@@ -825,7 +825,13 @@ class Engine:
         rec = self._records[:m]
         nbytes = pack_into(rec, self._packed)
         self.counters.signals_emitted += m
-        self._publish(rec, nbytes, m, first_seq)
+        # the buffers are in use until every output has the batch: a frame a listener feeds
+        # back is answered afterwards (also for a remote result, which arrives outside a flush)
+        publishing, self._flushing = self._flushing, True
+        try:
+            self._publish(rec, nbytes, m, first_seq)
+        finally:
+            self._flushing = publishing
 
     def _publish(self, rec: npt.NDArray[np.void], nbytes: int, m: int, first_seq: int) -> None:
         self._audit(self._packed_view, m)  # every signal, before any output's emission policy
