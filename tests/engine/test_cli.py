@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,15 +17,22 @@ from tests.engine.conftest import REPO_ROOT, make_config
 MODEL = str(REPO_ROOT / "models" / "relentless_financial")
 
 
-def test_run_on_the_synthetic_feed_prints_counters(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_on_the_synthetic_feed_prints_counters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     argv = ["run", "--seconds", "30", "--feed.synthetic_frames", "200",
             "--outputs.udp.enabled", "false", "--outputs.grpc.port", "0",
             "--context.snapshot_path", "", "--inference.model_base_path", MODEL,
-            "--engine.kill_signal", ""]  # fmt: skip
+            "--engine.kill_signal", "", "--monitor.metrics_port", "0",
+            "--monitor.audit_dir", str(tmp_path / "audit")]  # fmt: skip
     assert main(argv) == 0
     snap = json.loads(capsys.readouterr().out)
     assert snap["frames"] == 200 and snap["signals"] == snap["last_sequence"] > 0
     assert snap["serving"] is False  # stopped cleanly at the end of the stream
+    from relentless_fast.monitor.cli import connect, summary
+
+    (audited,) = summary(connect(tmp_path / "audit"))  # run audits every signal by default
+    assert (audited["signals"], audited["missing"]) == (snap["signals"], 0)
 
 
 def test_run_refuses_a_bad_flag_value(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,8 @@ from tests.engine.conftest import REPO_ROOT
 MODEL = str(REPO_ROOT / "models" / "relentless_financial")
 COMMON = ["--outputs.udp.enabled", "false", "--outputs.grpc.enabled", "false",
           "--context.snapshot_path", "", "--inference.model_base_path", MODEL,
-          "--engine.kill_signal", ""]  # fmt: skip
+          "--engine.kill_signal", "", "--monitor.audit_enabled", "false",
+          "--monitor.metrics_enabled", "false"]  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity"), reason="os.sched_getaffinity: Linux only"
@@ -152,6 +153,8 @@ def probed() -> dict[str, Any]:
         "context.snapshot_path": "",
         "inference.model_base_path": MODEL,
         "engine.kill_signal": "",
+        "monitor.audit_enabled": "false",
+        "monitor.metrics_enabled": "false",
     }
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(overrides)],

@@ -76,7 +76,8 @@ async def run_engine_and_receive(
             "--outputs.udp.port", str(port), "--outputs.udp.multicast_interface", LOOPBACK,
             "--outputs.udp.rerequest_port", "-1", "--outputs.grpc.enabled", "false",
             "--context.snapshot_path", "", "--inference.model_base_path", MODEL,
-            "--engine.kill_signal", "", *extra]  # fmt: skip
+            "--engine.kill_signal", "", "--monitor.audit_enabled", "false",
+            "--monitor.metrics_enabled", "false", *extra]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=REPO_ROOT,
