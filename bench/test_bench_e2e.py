@@ -488,6 +488,8 @@ def test_context_swap_pause(benchmark: Any) -> None:
         "outputs.udp.enabled": "false", "outputs.grpc.enabled": "false",
         "context.snapshot_path": "", "inference.flush_each_frame": "true",
         "inference.model_base_path": str(REPO / "models" / "relentless_financial"),
+        "monitor.metrics_enabled": "false",
+        "monitor.audit_dir": tempfile.mkdtemp(prefix="rf-swap-audit-"),  # audit on, as run
     })  # fmt: skip
     contexts = [
         FusedContext.from_parts(
