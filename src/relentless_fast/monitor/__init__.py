@@ -132,12 +132,9 @@ class Monitor:
     @property
     def metrics_address(self) -> tuple[str, int] | None:
         """(host, port) of the metrics endpoint, None when it is not up."""
-        if self.metrics is None or self.metrics_error:
+        if self.metrics is None or not self.metrics.listening:
             return None
-        try:
-            return self.metrics.address
-        except AssertionError:
-            return None
+        return self.metrics.address
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The monitor's own counters (``audit``, ``metrics``) as plain values."""

@@ -352,6 +352,11 @@ class MetricsServer:
         )
 
     @property
+    def listening(self) -> bool:
+        """Whether the server is bound (between :meth:`start` and :meth:`aclose`)."""
+        return self._server is not None
+
+    @property
     def address(self) -> tuple[str, int]:
         """(host, port) actually bound."""
         assert self._server is not None, "metrics server not started"
